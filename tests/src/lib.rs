@@ -9,6 +9,10 @@
 //! - [`poll_until`] / [`poll_for`]: waiting with deadlines, never fixed sleeps.
 //! - [`fixtures`]: the images built by `tests/fixtures/build-images.sh`, once, under a lock.
 //! - [`Checks`]: soft assertions, so one run of a long scenario reports every failure.
+//!
+//! Environment: `ROS_BIN_DIR` (where `system-docker` is; default: the target dir this test
+//! was built in), `ROS_FIXTURES_DIR` (default `<target>/fixtures`), `ROS_TESTS_NO_SKIP=1`
+//! (skips fail), `ROS_TESTS_KEEP=1` (keep each test's tempdir, with the daemon's log).
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -31,7 +35,7 @@ pub const ENGINE_BIN: &str = "system-docker";
 /// The stock docker CLI (v28) used as the engine's client.
 pub const DOCKER_CLI: &str = "docker";
 /// How long an ordinary docker CLI command may take before the test calls it hung.
-pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the daemon may take to answer after being spawned (debug build, 2 cores, loaded).
 pub const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -157,6 +161,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     candidates.push(target.join("debug").join(name));
     candidates.push(target.join("release").join(name));
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        warn_if_stale(name, found);
         return found.clone();
     }
     panic!(
@@ -168,6 +173,59 @@ pub fn bin_path(name: &str) -> PathBuf {
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
+
+/// A tempdir for one test (`/tmp/ros-test-XXXXXX`, short enough for socket paths). Kept for
+/// inspection when `ROS_TESTS_KEEP=1`.
+pub fn tempdir() -> tempfile::TempDir {
+    let mut dir = tempfile::Builder::new()
+        .prefix("ros-test-")
+        .tempdir_in(std::env::temp_dir())
+        .expect("create tempdir");
+    if std::env::var_os("ROS_TESTS_KEEP").is_some_and(|v| v == "1") {
+        dir.disable_cleanup(true);
+        let _ = io::stderr()
+            .lock()
+            .write_all(format!("note: keeping {}\n", dir.path().display()).as_bytes());
+    }
+    dir
+}
+
+/// Warns (loudly, once per binary) when `bin` is older than a source file of its crate: the
+/// tests would exercise stale code. `cargo test -p ros-tests` does not rebuild other crates'
+/// binaries; the Makefile builds them first.
+fn warn_if_stale(name: &str, bin: &Path) {
+    static WARNED: OnceLock<()> = OnceLock::new();
+    let Ok(bin_time) = fs::metadata(bin).and_then(|m| m.modified()) else {
+        return;
+    };
+    let src = workspace_dir().join(name).join("src");
+    let mut newer = None;
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(p),
+                Ok(m) if m.modified().is_ok_and(|t| t > bin_time) => newer = Some(p),
+                _ => {}
+            }
+        }
+    }
+    if let Some(p) = newer {
+        WARNED.get_or_init(|| {
+            let _ = io::stderr().lock().write_all(
+                format!(
+                    "\n!!!!! WARNING: {} is older than {}: testing a stale build; run \
+                     `cargo build -p {name}` first !!!!!\n",
+                    bin.display(),
+                    p.display()
+                )
+                .as_bytes(),
+            );
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,10 +386,25 @@ fn quote(s: &OsStr) -> String {
 
 /// Runs `cmd` with stdin closed, capturing output; kills it after `timeout`.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    let rendered = render_cmd(cmd);
+    run_input(cmd, None, timeout)
+}
+
+/// Runs `cmd` with `input` on its stdin (then closed), or stdin closed when `None`.
+pub fn run_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Output {
+    let mut rendered = render_cmd(cmd);
+    if let Some(input) = input {
+        rendered = format!(
+            "printf %s {} | {rendered}",
+            quote(OsStr::new(&*String::from_utf8_lossy(input)))
+        );
+    }
     let start = Instant::now();
     let mut child = match cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -339,6 +412,13 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
         Ok(c) => c,
         Err(e) => panic!("cannot run `{rendered}`: {e}"),
     };
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        // A writer thread: the child may not read before it writes (no pipe deadlock).
+        thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let out_reader = spawn_reader(child.stdout.take());
     let err_reader = spawn_reader(child.stderr.take());
     let mut timed_out = false;
@@ -460,15 +540,21 @@ impl Checks {
     }
 
     /// Panics listing every failure, if any.
-    pub fn finish(mut self) {
+    pub fn finish(self) {
+        self.finish_with(String::new);
+    }
+
+    /// Like [`Checks::finish`], appending `context()` (say, the daemon's log) on failure.
+    pub fn finish_with(mut self, context: impl FnOnce() -> String) {
         let failures = std::mem::take(&mut self.failures);
         if !failures.is_empty() {
             panic!(
-                "{}: {} check(s) failed, {} passed:\n\n{}",
+                "{}: {} check(s) failed, {} passed:\n\n{}\n\n{}",
                 self.name,
                 failures.len(),
                 self.passed,
-                failures.join("\n\n")
+                failures.join("\n\n"),
+                context()
             );
         }
     }
@@ -663,7 +749,7 @@ impl Daemon {
             "socket path {} too long for a unix socket; use a shorter TMPDIR",
             socket.display()
         );
-        let d = Daemon {
+        let mut d = Daemon {
             data_root: root.join("data"),
             exec_root: root.join("exec"),
             docker_config: root.join("docker-config"),
@@ -674,7 +760,6 @@ impl Daemon {
             starts: 0,
         };
         fs::create_dir_all(&d.docker_config).expect("create docker config dir");
-        let mut d = d;
         d.spawn();
         d
     }
@@ -831,6 +916,11 @@ impl Daemon {
         run(&mut self.docker_cmd(args), timeout)
     }
 
+    /// `docker -H <this daemon> args…` with `input` on stdin.
+    pub fn docker_input(&self, args: &[&str], input: &[u8]) -> Output {
+        run_input(&mut self.docker_cmd(args), Some(input), CMD_TIMEOUT)
+    }
+
     /// The engine's own client: `system-docker -H <this daemon> args…`
     pub fn sd(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin_path(ENGINE_BIN));
@@ -949,11 +1039,6 @@ impl Drop for Daemon {
             );
         }
         detach_mounts_under(&self.root);
-        if std::env::var_os("ROS_TESTS_KEEP").is_some() {
-            let _ = io::stderr()
-                .lock()
-                .write_all(format!("note: daemon dir kept: {}\n", self.root.display()).as_bytes());
-        }
     }
 }
 

@@ -287,7 +287,7 @@ fn bad_image_archives_are_refused() {
     if !require_root(T) || !require_tool(T, "docker") {
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = ros_tests::tempdir();
     let d = Daemon::start(tmp.path());
     let mut c = Checks::new(T);
     let work = tmp.path().join("crafted");
@@ -550,7 +550,7 @@ fn bad_image_archives_are_refused() {
     );
     let out = d.docker(&["image", "inspect", "-f", "{{.Id}}", "good"]);
     c.ok(&out, "the good image is intact after the refusals");
-    c.finish();
+    c.finish_with(|| d.log_tail(40));
 }
 
 #[test]
@@ -559,7 +559,7 @@ fn api_errors_are_docker_shaped() {
     if !require_root(T) || !require_tool(T, "docker") {
         return;
     }
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = ros_tests::tempdir();
     let d = Daemon::start(tmp.path());
     let mut c = Checks::new(T);
     let path = tmp.path().join("good.tar");
@@ -673,7 +673,13 @@ fn api_errors_are_docker_shaped() {
         &ps,
     );
 
-    // Invalid name, unknown endpoint.
+    // Invalid names (Docker's pattern needs 2+ characters), unknown endpoint.
+    let out = d.docker(&["create", "--name", "x", "good"]);
+    c.fails_with(
+        &out,
+        &["Invalid container name"],
+        "docker create --name x (too short)",
+    );
     let r = d.api("POST", "/containers/create?name=bad/name", Some(body));
     c.check(
         r.status == 400 && is_json_error(&r),
@@ -689,5 +695,5 @@ fn api_errors_are_docker_shaped() {
 
     let r = d.api("DELETE", "/containers/dup", None);
     c.check(r.status == 204, "DELETE /containers/dup → 204", &r);
-    c.finish();
+    c.finish_with(|| d.log_tail(40));
 }

@@ -61,7 +61,7 @@ fn expected_image_id(docker_save_tar: &Path) -> String {
 fn images_and_run_options() {
     const T: &str = "images_and_run_options";
     let Some(fx) = prerequisites(T) else { return };
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = ros_tests::tempdir();
     let d = Daemon::start(tmp.path());
     let mut c = Checks::new(T);
 
@@ -147,8 +147,19 @@ fn images_and_run_options() {
     c.out_eq(&layers, "2", "layered has 2 layers");
 
     // --- run --rm, output, exit codes
-    let out = d.docker(&["run", "--rm", "busybox", "echo", "hi"]);
-    c.out_eq(&out, "hi", "run --rm busybox echo hi");
+    // Gate: everything below runs containers; without a working `docker run` each check
+    // would only wait for its timeout.
+    let out = d.docker_t(
+        &["run", "--rm", "busybox", "echo", "hi"],
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.success() && out.out() == "hi",
+        "`docker run --rm busybox echo hi` must print hi; the remaining checks need it.\n\
+         Failed so far: {:#?}\n{out}\n{}",
+        c.failures(),
+        d.log_tail(30)
+    );
     let ps = d.docker(&["ps", "-aq"]);
     c.check(
         ps.success() && ps.out().is_empty(),
@@ -157,6 +168,12 @@ fn images_and_run_options() {
     );
     let out = d.docker(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
     c.code(&out, 3, "exit code of the container is docker run's");
+    let out = d.docker(&["run", "--rm", "busybox", "nosuchcommand"]);
+    c.check(
+        matches!(out.code(), Some(126 | 127)) && out.all().contains("nosuchcommand"),
+        "run of a missing command fails with 126/127 naming it",
+        &out,
+    );
     let out = d.docker(&["run", "--rm", "busybox", "false"]);
     c.code(&out, 1, "run busybox false");
     let out = d.docker(&["run", "--rm", "busybox-oci", "echo", "from-oci"]);
@@ -323,6 +340,69 @@ fn images_and_run_options() {
         &out,
     );
 
+    // --- streams: stdout and stderr kept apart, stdin with -i
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    c.check(
+        out.success() && out.stdout == "out\n" && out.stderr.trim() == "err",
+        "run keeps the container's stdout and stderr apart",
+        &out,
+    );
+    let out = d.docker_input(&["run", "--rm", "-i", "busybox", "wc", "-l"], b"a\nb\nc\n");
+    c.out_eq(&out, "3", "run -i passes stdin (and its EOF)");
+
+    // --- masked and read-only kernel paths (Docker's defaults), not for --privileged
+    let mounts = |priv_flag: Option<&str>| {
+        let mut args = vec!["run", "--rm"];
+        args.extend(priv_flag);
+        args.extend(["busybox", "cat", "/proc/mounts"]);
+        let out = d.docker(&args);
+        let opts = |mp: &str| {
+            out.stdout
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some(mp))
+                .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+                .next_back()
+        };
+        (opts("/proc/kcore"), opts("/proc/sys"), opts("/sys"), out)
+    };
+    let (kcore, procsys, sys, out) = mounts(None);
+    if Path::new("/proc/kcore").exists() {
+        c.check(
+            kcore.is_some(),
+            "/proc/kcore is masked (a mount over it)",
+            &out,
+        );
+    }
+    c.check(
+        procsys
+            .as_deref()
+            .is_some_and(|o| o.split(',').any(|f| f == "ro")),
+        "/proc/sys is read-only",
+        &out,
+    );
+    c.check(
+        sys.as_deref()
+            .is_some_and(|o| o.split(',').any(|f| f == "ro")),
+        "/sys is read-only",
+        &out,
+    );
+    let (kcore, procsys, _, out) = mounts(Some("--privileged"));
+    c.check(
+        kcore.is_none()
+            && !procsys
+                .as_deref()
+                .is_some_and(|o| o.split(',').any(|f| f == "ro")),
+        "--privileged: nothing masked, /proc/sys writable",
+        &out,
+    );
+
     // --- network
     let out = d.docker(&[
         "run",
@@ -390,7 +470,8 @@ fn images_and_run_options() {
     ]);
     c.check(
         out.success() && out.out().ends_with('1'),
-        "non-privileged containers run with no_new_privs",
+        "non-privileged containers run with no_new_privs (DESIGN.md §5; stock Docker only \
+         sets it with --security-opt no-new-privileges)",
         &out,
     );
 
@@ -488,7 +569,7 @@ fn images_and_run_options() {
         "no containers left at the end",
         &ps,
     );
-    c.finish();
+    c.finish_with(|| d.log_tail(40));
 }
 
 /// A detached container's life: ps, logs, inspect, exec, restart policy after a kill from the
@@ -497,7 +578,7 @@ fn images_and_run_options() {
 fn container_lifecycle() {
     const T: &str = "container_lifecycle";
     let Some(fx) = prerequisites(T) else { return };
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = ros_tests::tempdir();
     let d = Daemon::start(tmp.path());
     let mut c = Checks::new(T);
     d.load(&fx.busybox_tar);
@@ -506,7 +587,7 @@ fn container_lifecycle() {
         "run",
         "-d",
         "--name",
-        "x",
+        "web",
         "--restart",
         "always",
         "busybox",
@@ -523,10 +604,10 @@ fn container_lifecycle() {
     );
     let ps = d.docker(&["ps", "--format", "{{.Names}}|{{.Status}}|{{.ID}}"]);
     c.check(
-        ps.lines()
-            .iter()
-            .any(|l| l.starts_with("x|Up") && id.starts_with(l.rsplit('|').next().unwrap_or("-"))),
-        "ps shows x Up with its short ID",
+        ps.lines().iter().any(|l| {
+            l.starts_with("web|Up") && id.starts_with(l.rsplit('|').next().unwrap_or("-"))
+        }),
+        "ps shows web Up with its short ID",
         &ps,
     );
     let logs_have = |name: &str, text: &str, n: usize| {
@@ -535,24 +616,24 @@ fn container_lifecycle() {
         })
     };
     c.check(
-        logs_have("x", "hello-from-x", 1),
-        "logs x has the output",
-        d.docker(&["logs", "x"]),
+        logs_have("web", "hello-from-x", 1),
+        "logs web has the output",
+        d.docker(&["logs", "web"]),
     );
     let st = d.inspect(
         "{{.State.Running}}|{{.Name}}|{{.HostConfig.RestartPolicy.Name}}|{{.Config.Image}}",
-        "x",
+        "web",
     );
     c.check(
-        st == "true|/x|always|busybox",
+        st == "true|/web|always|busybox",
         "inspect: running, name, restart policy, image",
         &st,
     );
 
     // --- exec
-    let out = d.docker(&["exec", "x", "echo", "hi"]);
-    c.out_eq(&out, "hi", "exec x echo hi");
-    let out = d.docker(&["exec", "x", "sh", "-c", "exit 7"]);
+    let out = d.docker(&["exec", "web", "echo", "hi"]);
+    c.out_eq(&out, "hi", "exec web echo hi");
+    let out = d.docker(&["exec", "web", "sh", "-c", "exit 7"]);
     c.code(&out, 7, "exec exit code");
     let out = d.docker(&[
         "exec",
@@ -562,31 +643,31 @@ fn container_lifecycle() {
         "1000",
         "-w",
         "/tmp",
-        "x",
+        "web",
         "sh",
         "-c",
         "echo $A $(id -u) $(pwd)",
     ]);
     c.out_eq(&out, "b 1000 /tmp", "exec -e -u -w");
-    let out = d.docker(&["exec", "x", "cat", "/proc/1/comm"]);
+    let out = d.docker(&["exec", "web", "cat", "/proc/1/comm"]);
     c.out_eq(
         &out,
         "sleep",
         "exec joins the container's PID namespace (its PID 1 is sleep)",
     );
-    let out = d.docker(&["exec", "x", "nosuchcommand"]);
+    let out = d.docker(&["exec", "web", "nosuchcommand"]);
     c.check(
-        !out.success() && out.code() != Some(0),
-        "exec of a missing command fails (docker: 126/127)",
+        matches!(out.code(), Some(126 | 127)) && out.all().contains("nosuchcommand"),
+        "exec of a missing command fails with 126/127 naming it",
         &out,
     );
 
     // --- restart policy: SIGKILL the container's init from the host
-    let pid1 = d.container_pid("x");
+    let pid1 = d.container_pid("web");
     c.check(
         pid1.is_some(),
-        "x has a .State.Pid",
-        d.docker(&["inspect", "x"]),
+        "web has a .State.Pid",
+        d.docker(&["inspect", "web"]),
     );
     if let Some(pid1) = pid1 {
         c.check(
@@ -596,30 +677,31 @@ fn container_lifecycle() {
         );
         let _ = kill(Pid::from_raw(pid1 as i32), Signal::SIGKILL);
         let back = poll_for(Duration::from_secs(2), || {
-            d.container_pid("x").filter(|&p| p != pid1 && pid_alive(p))
+            d.container_pid("web")
+                .filter(|&p| p != pid1 && pid_alive(p))
         });
         c.check(
             back.is_some(),
             "--restart always: running again with a new pid within 2 s of kill -9",
-            format!("{}\n{}", d.docker(&["inspect", "x"]), d.log_tail(20)),
+            format!("{}\n{}", d.docker(&["inspect", "web"]), d.log_tail(20)),
         );
-        let rc = d.inspect("{{.RestartCount}}", "x");
+        let rc = d.inspect("{{.RestartCount}}", "web");
         c.check(
             rc.parse::<u32>().is_ok_and(|n| n >= 1),
             "RestartCount counts the restart",
             &rc,
         );
         c.check(
-            logs_have("x", "hello-from-x", 2),
+            logs_have("web", "hello-from-x", 2),
             "logs keep both runs",
-            d.docker(&["logs", "x"]),
+            d.docker(&["logs", "web"]),
         );
     }
 
     // --- stop, start, restart
-    let out = d.docker(&["stop", "-t", "1", "x"]);
-    c.out_eq(&out, "x", "stop -t 1 x");
-    let st = d.inspect("{{.State.Running}} {{.State.ExitCode}}", "x");
+    let out = d.docker(&["stop", "-t", "1", "web"]);
+    c.out_eq(&out, "web", "stop -t 1 web");
+    let st = d.inspect("{{.State.Running}} {{.State.ExitCode}}", "web");
     c.check(
         st == "false 137",
         "stopped: PID 1 ignores SIGTERM, so SIGKILL after 1 s → 137",
@@ -627,44 +709,44 @@ fn container_lifecycle() {
     );
     c.check(
         !poll_until(Duration::from_millis(700), || {
-            d.inspect("{{.State.Running}}", "x") == "true"
+            d.inspect("{{.State.Running}}", "web") == "true"
         }),
         "a stopped container is not restarted by its policy",
-        d.docker(&["inspect", "x"]),
+        d.docker(&["inspect", "web"]),
     );
     let ps = d.docker(&["ps", "--format", "{{.Names}}"]);
     c.check(
-        ps.success() && !ps.lines().contains(&"x".to_string()),
-        "ps (no -a) omits stopped x",
+        ps.success() && !ps.lines().contains(&"web".to_string()),
+        "ps (no -a) omits stopped web",
         &ps,
     );
     let ps = d.docker(&["ps", "-a", "--format", "{{.Names}}|{{.Status}}"]);
     c.check(
-        ps.lines().iter().any(|l| l.starts_with("x|Exited (137)")),
-        "ps -a shows x Exited (137)",
+        ps.lines().iter().any(|l| l.starts_with("web|Exited (137)")),
+        "ps -a shows web Exited (137)",
         &ps,
     );
-    c.out_eq(&d.docker(&["start", "x"]), "x", "start x");
-    let pid_a = poll_for(Duration::from_secs(5), || d.container_pid("x"));
+    c.out_eq(&d.docker(&["start", "web"]), "web", "start web");
+    let pid_a = poll_for(Duration::from_secs(5), || d.container_pid("web"));
     c.check(
         pid_a.is_some(),
-        "x runs again after start",
-        d.docker(&["inspect", "x"]),
+        "web runs again after start",
+        d.docker(&["inspect", "web"]),
     );
     c.out_eq(
-        &d.docker(&["restart", "-t", "1", "x"]),
-        "x",
-        "restart -t 1 x",
+        &d.docker(&["restart", "-t", "1", "web"]),
+        "web",
+        "restart -t 1 web",
     );
     let pid_b = poll_for(Duration::from_secs(5), || {
-        d.container_pid("x").filter(|p| Some(*p) != pid_a)
+        d.container_pid("web").filter(|p| Some(*p) != pid_a)
     });
     c.check(
         pid_b.is_some(),
-        "restart gives x a new pid",
-        d.docker(&["inspect", "x"]),
+        "restart gives web a new pid",
+        d.docker(&["inspect", "web"]),
     );
-    let out = d.docker(&["rm", "x"]);
+    let out = d.docker(&["rm", "web"]);
     c.fails_with(
         &out,
         &["running", "stop"],
@@ -672,17 +754,78 @@ fn container_lifecycle() {
     );
 
     // --- kill, wait
-    d.docker(&["run", "-d", "--name", "k", "busybox", "sleep", "1000"])
+    d.docker(&["run", "-d", "--name", "killme", "busybox", "sleep", "1000"])
         .ok();
-    c.out_eq(&d.docker(&["kill", "k"]), "k", "kill k");
-    c.out_eq(&d.docker(&["wait", "k"]), "137", "wait k after kill → 137");
-    d.docker(&["run", "-d", "--name", "w", "busybox", "sh", "-c", "exit 5"])
-        .ok();
-    c.out_eq(&d.docker(&["wait", "w"]), "5", "wait w → its exit code 5");
-    let st = d.inspect("{{.State.Status}} {{.State.ExitCode}}", "w");
-    c.check(st == "exited 5", "inspect w: exited 5", &st);
-    let out = d.docker(&["kill", "w"]);
+    c.out_eq(&d.docker(&["kill", "killme"]), "killme", "kill killme");
+    c.out_eq(
+        &d.docker(&["wait", "killme"]),
+        "137",
+        "wait killme after kill → 137",
+    );
+    d.docker(&[
+        "run", "-d", "--name", "waiter", "busybox", "sh", "-c", "exit 5",
+    ])
+    .ok();
+    c.out_eq(
+        &d.docker(&["wait", "waiter"]),
+        "5",
+        "wait waiter → its exit code 5",
+    );
+    let st = d.inspect("{{.State.Status}} {{.State.ExitCode}}", "waiter");
+    c.check(st == "exited 5", "inspect waiter: exited 5", &st);
+    let out = d.docker(&["kill", "waiter"]);
     c.check(!out.success(), "kill of a stopped container fails", &out);
+
+    // --- logs keep the streams apart; --tail; ps filters
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "streams",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out1; echo err1 >&2; echo out2",
+    ])
+    .ok();
+    d.docker(&["wait", "streams"]).ok();
+    let out = d.docker(&["logs", "streams"]);
+    c.check(
+        out.success() && out.stdout == "out1\nout2\n" && out.stderr == "err1\n",
+        "logs: stdout to stdout, stderr to stderr",
+        &out,
+    );
+    let out = d.docker(&["logs", "--tail", "1", "streams"]);
+    c.check(
+        out.success() && out.all().lines().filter(|l| !l.is_empty()).count() == 1,
+        "logs --tail 1 shows one line",
+        &out,
+    );
+    let out = d.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=killme",
+        "--format",
+        "{{.Names}}",
+    ]);
+    c.out_eq(&out, "killme", "ps -a --filter name=killme");
+    let out = d.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "status=exited",
+        "--format",
+        "{{.Names}}",
+    ]);
+    let mut names = out.lines();
+    names.sort();
+    c.check(
+        out.success() && names == ["killme", "streams", "waiter"],
+        "ps -a --filter status=exited lists the exited ones",
+        &out,
+    );
+    c.ok(&d.docker(&["rm", "streams"]), "rm streams");
 
     // --- on-failure:2 restarts twice, then gives up
     d.docker(&[
@@ -718,8 +861,8 @@ fn container_lifecycle() {
     // --- the engine's own client sees the same
     let sd_ps = d.sd(&["ps", "-a"]);
     c.check(
-        sd_ps.success() && sd_ps.lines().iter().any(|l| l.ends_with(" x")),
-        "system-docker ps -a lists x (NAMES is the last column)",
+        sd_ps.success() && sd_ps.lines().iter().any(|l| l.ends_with(" web")),
+        "system-docker ps -a lists web (NAMES is the last column)",
         &sd_ps,
     );
     let sd_images = d.sd(&["images"]);
@@ -730,10 +873,13 @@ fn container_lifecycle() {
     );
 
     // --- rm, rmi
-    c.out_eq(&d.docker(&["rm", "-f", "x"]), "x", "rm -f x");
-    c.ok(&d.docker(&["rm", "k", "w", "of"]), "rm stopped containers");
-    let out = d.docker(&["inspect", "x"]);
-    c.fails_with(&out, &["no such"], "x is gone");
+    c.out_eq(&d.docker(&["rm", "-f", "web"]), "web", "rm -f web");
+    c.ok(
+        &d.docker(&["rm", "killme", "waiter", "of"]),
+        "rm stopped containers",
+    );
+    let out = d.docker(&["inspect", "web"]);
+    c.fails_with(&out, &["no such"], "web is gone");
     d.docker(&["create", "--name", "holder", "busybox", "true"])
         .ok();
     let out = d.docker(&["rmi", "busybox"]);
@@ -756,7 +902,7 @@ fn container_lifecycle() {
         "no containers left",
         &ps,
     );
-    c.finish();
+    c.finish_with(|| d.log_tail(40));
 }
 
 /// The daemon crashes (SIGKILL) with containers running and exited; containers live on, a
@@ -766,7 +912,7 @@ fn container_lifecycle() {
 fn daemon_crash_keeps_containers() {
     const T: &str = "daemon_crash_keeps_containers";
     let Some(fx) = prerequisites(T) else { return };
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = ros_tests::tempdir();
     let mut d = Daemon::start(tmp.path());
     let mut c = Checks::new(T);
     d.load(&fx.busybox_tar);
@@ -778,7 +924,7 @@ fn daemon_crash_keeps_containers() {
         "run",
         "-d",
         "--name",
-        "r",
+        "runner",
         "busybox",
         "sh",
         "-c",
@@ -825,7 +971,7 @@ fn daemon_crash_keeps_containers() {
     .ok();
 
     let pid_of = |name: &str| poll_for(Duration::from_secs(5), || d.container_pid(name));
-    let (r_pid, late_pid, chatty_pid) = (pid_of("r"), pid_of("late"), pid_of("chatty"));
+    let (r_pid, late_pid, chatty_pid) = (pid_of("runner"), pid_of("late"), pid_of("chatty"));
     let (Some(r_pid), Some(late_pid), Some(chatty_pid)) = (r_pid, late_pid, chatty_pid) else {
         panic!("containers did not start: {}", d.docker(&["ps", "-a"]));
     };
@@ -835,9 +981,9 @@ fn daemon_crash_keeps_containers() {
         })
     };
     c.check(
-        log_has(&d, "r", "before-crash"),
-        "r logged before the crash",
-        d.docker(&["logs", "r"]),
+        log_has(&d, "runner", "before-crash"),
+        "runner logged before the crash",
+        d.docker(&["logs", "runner"]),
     );
     c.check(
         log_has(&d, "late", "late-started"),
@@ -846,7 +992,11 @@ fn daemon_crash_keeps_containers() {
     );
 
     d.kill_hard();
-    c.check(pid_alive(r_pid), "r survives the daemon's SIGKILL", r_pid);
+    c.check(
+        pid_alive(r_pid),
+        "runner survives the daemon's SIGKILL",
+        r_pid,
+    );
     fs::write(ctl.join("go"), "").expect("touch go");
     for (name, pid) in [("late", late_pid), ("chatty", chatty_pid)] {
         c.check(
@@ -857,18 +1007,22 @@ fn daemon_crash_keeps_containers() {
     }
 
     d.restart();
-    let st = d.inspect("{{.State.Running}} {{.State.Pid}}", "r");
+    let st = d.inspect("{{.State.Running}} {{.State.Pid}}", "runner");
     c.check(
         st == format!("true {r_pid}").as_str(),
-        "after restart r is still running with the same pid",
+        "after restart runner is still running with the same pid",
         format!("{st:?}\n{}", d.log_tail(30)),
     );
     let ps = d.docker(&["ps", "--format", "{{.Names}}"]);
-    c.check(ps.lines() == ["r"], "ps lists exactly r as running", &ps);
     c.check(
-        log_has(&d, "r", "before-crash"),
-        "logs r survive the crash",
-        d.docker(&["logs", "r"]),
+        ps.lines() == ["runner"],
+        "ps lists exactly runner as running",
+        &ps,
+    );
+    c.check(
+        log_has(&d, "runner", "before-crash"),
+        "logs runner survive the crash",
+        d.docker(&["logs", "runner"]),
     );
     let st = d.inspect("{{.State.Running}} {{.State.ExitCode}}", "s1");
     c.check(st == "false 4", "s1 keeps exit code 4", &st);
@@ -898,15 +1052,15 @@ fn daemon_crash_keeps_containers() {
         "output written while the daemon was down is in the log",
         d.docker(&["logs", "chatty"]),
     );
-    let out = d.docker(&["exec", "r", "echo", "adopted"]);
-    c.out_eq(&out, "adopted", "exec into the re-adopted r");
+    let out = d.docker(&["exec", "runner", "echo", "adopted"]);
+    c.out_eq(&out, "adopted", "exec into the re-adopted runner");
 
     // A graceful restart keeps everything as well.
     d.restart();
-    let st = d.inspect("{{.State.Running}} {{.State.Pid}}", "r");
+    let st = d.inspect("{{.State.Running}} {{.State.Pid}}", "runner");
     c.check(
         st == format!("true {r_pid}").as_str(),
-        "r survives a graceful daemon restart",
+        "runner survives a graceful daemon restart",
         &st,
     );
     let st = d.inspect("{{.State.ExitCode}}", "s1");
@@ -918,17 +1072,20 @@ fn daemon_crash_keeps_containers() {
 
     // The re-adopted container is fully controlled.
     c.out_eq(
-        &d.docker(&["stop", "-t", "1", "r"]),
-        "r",
-        "stop the re-adopted r",
+        &d.docker(&["stop", "-t", "1", "runner"]),
+        "runner",
+        "stop the re-adopted runner",
     );
     c.check(
         poll_until(Duration::from_secs(5), || !pid_alive(r_pid)),
-        "r's process is gone after stop",
+        "runner's process is gone after stop",
         r_pid,
     );
-    let st = d.inspect("{{.State.Running}} {{.State.ExitCode}}", "r");
-    c.check(st == "false 137", "r exited 137 after stop", &st);
-    c.ok(&d.docker(&["rm", "r", "s1", "late", "chatty"]), "rm all");
-    c.finish();
+    let st = d.inspect("{{.State.Running}} {{.State.ExitCode}}", "runner");
+    c.check(st == "false 137", "runner exited 137 after stop", &st);
+    c.ok(
+        &d.docker(&["rm", "runner", "s1", "late", "chatty"]),
+        "rm all",
+    );
+    c.finish_with(|| d.log_tail(40));
 }

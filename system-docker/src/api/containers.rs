@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
@@ -372,8 +371,46 @@ pub async fn attach(
             },
         ));
     }
-    Ok(hijack(req, stream_type(tty), move |_input, tx| {
-        logs::attach_output(c, tty, stdout, stderr, tx)
+    // The writer is opened before the 101 goes out: the client starts the container as soon
+    // as it has the answer, and a container that opens its stdin with no writer sees EOF.
+    // Opened read-write so the open never waits for the container; closing it at the
+    // client's EOF is the container's EOF.
+    let writer = if flag(&q, "stdin") && c.lock().config.open_stdin {
+        let fifo = c.dir.join("stdin.fifo");
+        let w = tokio::net::unix::pipe::OpenOptions::new()
+            .read_write(true)
+            .open_sender(&fifo)
+            .map_err(|e| ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("opening stdin of {}: {e}", c.id),
+            })?;
+        Some(w)
+    } else {
+        None
+    };
+    let was_running = c.lock().state.running;
+    let mut lifecycle = c.lifecycle.subscribe();
+    let at_attach = *lifecycle.borrow();
+    Ok(hijack(req, stream_type(tty), move |input, tx| async move {
+        if let (Some(mut w), Some(mut input)) = (writer, input) {
+            tokio::spawn(async move {
+                if let Err(e) = tokio::io::copy(&mut input, &mut w).await {
+                    log::debug!("attach: stdin: {e}");
+                }
+                // A pipe's buffered data dies with its last open fd: hold the writer until
+                // the container has its stdin open (it opens it before its exec, which
+                // precedes the start report).
+                if !was_running {
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(300),
+                        lifecycle.wait_for(|l| l.starts > at_attach.starts || l.removed),
+                    )
+                    .await;
+                }
+                drop(w);
+            });
+        }
+        logs::attach_output(c, tty, stdout, stderr, tx).await
     }))
 }
 
@@ -391,9 +428,6 @@ pub async fn exec_create(
     let id = exec::create(&d, c, req)?;
     Ok((StatusCode::CREATED, Json(json!({"Id": id}))).into_response())
 }
-
-#[derive(Deserialize, Default)]
-struct Empty {}
 
 pub async fn exec_start(State(d): D, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let e = exec::find(&d, &id)?;
@@ -421,7 +455,6 @@ pub async fn exec_start(State(d): D, Path(id): Path<String>, req: Request) -> Ap
         });
         return Ok(StatusCode::OK.into_response());
     }
-    let _ = Empty::default();
     let req = Request::from_parts(parts, axum::body::Body::empty());
     let tty = e.req.tty || start.tty;
     Ok(hijack(req, stream_type(tty), move |input, tx| async move {

@@ -264,22 +264,12 @@ async fn dispatch(client: &client::Client, command: Command) -> anyhow::Result<i
 
 /// `system-docker daemon …`: the engine itself, owned by the daemon module.
 fn run_daemon(args: Vec<OsString>) -> i32 {
-    // INTEGRATION: replace the lines below with `crate::daemon::run_from_args(args)` once
-    // the daemon module exports `pub fn run_from_args(Vec<OsString>) -> i32`.
-    // crate::daemon::run_from_args(args)
-    let _ = args;
-    eprintln!("system-docker: daemon not built");
-    1
+    crate::daemon::run_from_args(args)
 }
 
 /// `system-docker shim …` (hidden): the per-container supervisor, owned by the runtime.
 fn run_shim(args: Vec<OsString>) -> i32 {
-    // INTEGRATION: replace the lines below with `crate::runtime::shim_main(args)` once the
-    // runtime module exports `pub fn shim_main(Vec<OsString>) -> i32`.
-    // crate::runtime::shim_main(args)
-    let _ = args;
-    eprintln!("system-docker: shim not built");
-    1
+    crate::runtime::shim_main(args)
 }
 
 #[cfg(test)]

@@ -183,6 +183,11 @@ pub async fn create(
     }
     let result = (|| -> Result<Arc<Container>, DaemonError> {
         write_etc_files(&dir, &req.config.hostname, &hc.network_mode)?;
+        if req.config.open_stdin {
+            let fifo = dir.join("stdin.fifo");
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| DaemonError::io(&fifo)(e.into()))?;
+        }
         let rec = Record {
             id: id.clone(),
             name,
@@ -641,11 +646,13 @@ fn build_spec(
         devices,
         privileged: hc.privileged,
         capabilities,
+        // Stricter than dockerd, whose default is off: a system container that needs setuid
+        // binaries (sudo in a console) is privileged or says `no-new-privileges:false`.
         no_new_privileges: !hc.privileged
-            && hc.security_opt.as_ref().is_some_and(|s| {
-                s.iter()
-                    .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true")
-            }),
+            && !hc
+                .security_opt
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|o| o == "no-new-privileges:false")),
         masked_paths: spec::MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
         readonly_paths: spec::READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
         etc_files,
@@ -657,7 +664,7 @@ fn build_spec(
             max_files,
         },
         exit_file: c.dir.join("exit.json"),
-        stdin_fifo: None,
+        stdin_fifo: rec.config.open_stdin.then(|| c.dir.join("stdin.fifo")),
     };
     Ok((spec, points))
 }

@@ -479,6 +479,11 @@ pub(super) fn unpack_tar<R: Read>(reader: R, dest: &Path, what: &str) -> Result<
                 return Err(ImageError::InvalidArchive(format!(
                     "{what}: {name}: empty whiteout"
                 )));
+            } else if hidden == "." || hidden == ".." {
+                return Err(ImageError::UnsafePath {
+                    entry: name,
+                    reason: "whiteout of `.` or `..`".to_string(),
+                });
             } else {
                 let path =
                     parent.join(OsStr::from_bytes(&last.as_bytes()[WHITEOUT_PREFIX.len()..]));

@@ -32,10 +32,15 @@
 //! records and `repositories.json` are written atomically (temporary file + rename). A load or
 //! pull stages everything first and commits under the store lock, undoing its own renames if the
 //! commit fails, so a failed import leaves the store as it was. Layers are shared between
-//! images; one is deleted when the last image using it is removed.
+//! images; one is deleted when the last image using it is removed (unless an import in progress
+//! counts on it). Layer tars may not set `trusted.overlay.*` xattrs themselves: overlayfs would
+//! act on them.
 //!
 //! Tags in the writable store shadow tags of the same name in read-only stores. Images of a
-//! read-only store are listed and run like the others, but cannot be removed.
+//! read-only store are listed and run like the others, but cannot be removed. One is made by
+//! loading images into a store in an empty directory, as root, and packing that directory
+//! without `tmp/` into a filesystem that keeps device nodes, owners and `trusted.*` xattrs
+//! (squashfs does).
 
 mod auth;
 mod commit;

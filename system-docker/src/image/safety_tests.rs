@@ -171,6 +171,15 @@ fn refuses_path_traversal() {
             "{e}"
         );
     }
+    // Whiteouts of `.` or `..` would delete the directory itself or its parent.
+    for name in [".wh...", ".wh..", "d/.wh...", "d/.wh.."] {
+        let l = Layer::new()
+            .dir("d")
+            .file("d/keep", b"k")
+            .raw(name, tar::EntryType::Regular, "", b"")
+            .build();
+        refused(&f, &one_layer_save(&l), unsafe_path);
+    }
     assert!(!outside.exists());
     assert!(!Path::new("/etc/evil-ros-test").exists());
 }

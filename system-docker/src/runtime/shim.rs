@@ -11,6 +11,7 @@ use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -196,6 +197,21 @@ fn child(
             NsMode::Host => {}
         }
     }
+    // The stdin fifo lives outside the container's root: open it before pivot_root. A
+    // non-blocking open never waits for a writer; reads block again once it is cleared.
+    let stdin = match &spec.stdin_fifo {
+        Some(fifo) => {
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(fifo)
+                .map_err(|e| e128(format!("open {}: {e}", fifo.display())))?;
+            fcntl(f.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()))
+                .map_err(|e| e128(format!("fcntl stdin: {e}")))?;
+            Some(f)
+        }
+        None => None,
+    };
     unshare(flags).map_err(|e| e128(format!("unshare namespaces: {e}")))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     super::mounts::setup_rootfs(spec).map_err(|e| e128(e.to_string()))?;
@@ -206,12 +222,15 @@ fn child(
     if ns.net == NsMode::Private {
         sys::loopback_up().map_err(|e| e128(format!("bringing up lo: {e}")))?;
     }
-    let null = fs::OpenOptions::new()
-        .read(true)
-        .open("/dev/null")
-        .map_err(|e| e128(format!("open /dev/null: {e}")))?;
+    let stdin = match stdin {
+        Some(f) => f,
+        None => fs::OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .map_err(|e| e128(format!("open /dev/null: {e}")))?,
+    };
     for (fd, target) in [
-        (null.as_raw_fd(), 0),
+        (stdin.as_raw_fd(), 0),
         (out_w.as_raw_fd(), 1),
         (err_w.as_raw_fd(), 2),
     ] {

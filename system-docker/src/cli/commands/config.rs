@@ -3,7 +3,7 @@
 //! `RestartPolicy`, `--env-file` before `-e`, …). Keys are left out when their flag is not
 //! given, so the daemon's defaults apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -89,8 +89,9 @@ pub fn create_body(
     put_true(&mut host, "ReadonlyRootfs", args.read_only);
     put_true(&mut host, "AutoRemove", args.rm);
     put_true(&mut host, "Init", args.init);
-    put_list(&mut host, "CapAdd", &args.cap_add);
-    put_list(&mut host, "CapDrop", &args.cap_drop);
+    let (cap_add, cap_drop) = effective_caps(&args.cap_add, &args.cap_drop);
+    put_list(&mut host, "CapAdd", &cap_add);
+    put_list(&mut host, "CapDrop", &cap_drop);
     if !args.tmpfs.is_empty() {
         let mut tmpfs = Map::new();
         for t in &args.tmpfs {
@@ -196,6 +197,35 @@ fn put_list(m: &mut Map<String, Value>, key: &str, v: &[String]) {
     }
 }
 
+/// Capabilities as docker sends them: upper case with the `CAP_` prefix, `ALL` standing
+/// alone, one added and dropped cancelling out, sorted.
+fn effective_caps(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
+    let normalize = |caps: &[String]| -> BTreeSet<String> {
+        let set: BTreeSet<String> = caps
+            .iter()
+            .map(|c| {
+                let c = c.trim().to_uppercase();
+                if c == "ALL" || c.starts_with("CAP_") {
+                    c
+                } else {
+                    format!("CAP_{c}")
+                }
+            })
+            .collect();
+        if set.contains("ALL") {
+            BTreeSet::from(["ALL".to_string()])
+        } else {
+            set
+        }
+    };
+    let (add, drop) = (normalize(add), normalize(drop));
+    let both: BTreeSet<String> = add.intersection(&drop).cloned().collect();
+    (
+        add.difference(&both).cloned().collect(),
+        drop.difference(&both).cloned().collect(),
+    )
+}
+
 /// `k=v` and bare `k` (empty value) entries as a map, as docker reads labels.
 fn kv_map(entries: &[String]) -> BTreeMap<String, String> {
     entries
@@ -231,8 +261,7 @@ fn read_env_file(
     path: &Path,
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<String>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| super::go_io_error("open", path, &e))?;
     parse_env_file(&text, lookup)
 }
 
@@ -558,7 +587,7 @@ mod tests {
         assert_eq!(h["UTSMode"], "host");
         assert_eq!(h["ReadonlyRootfs"], true);
         assert_eq!(h["Privileged"], true);
-        assert_eq!(h["CapAdd"], json!(["NET_ADMIN"]));
+        assert_eq!(h["CapAdd"], json!(["CAP_NET_ADMIN"]));
         assert_eq!(h["CapDrop"], json!(["ALL"]));
         assert_eq!(b["User"], "1000:1000");
         assert_eq!(b["WorkingDir"], "/srv");
@@ -566,6 +595,22 @@ mod tests {
         assert_eq!(b["Entrypoint"], json!(["/bin/sh"]));
         let b = body(&["--entrypoint", "", "img"]).unwrap();
         assert_eq!(b["Entrypoint"], json!([""]));
+    }
+
+    #[test]
+    fn capabilities_like_docker() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            effective_caps(
+                &v(&["net_admin", "CAP_SYS_TIME", "sys_time"]),
+                &v(&["ALL", "mknod"])
+            ),
+            (v(&["CAP_NET_ADMIN", "CAP_SYS_TIME"]), v(&["ALL"]))
+        );
+        assert_eq!(
+            effective_caps(&v(&["CHOWN"]), &v(&["chown", "kill"])),
+            (v(&[]), v(&["CAP_KILL"]))
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<i32> {
     if a.size {
         table.push_str("\t{{.Size}}");
     }
-    let list = ListFormat::parse(&format, &table).map_err(|e| fail(1, e.to_string()))?;
+    let list = ListFormat::parse(&format, &table).map_err(|e| fail(1, e.list_message()))?;
     let limit = if a.latest && a.last == -1 { 1 } else { a.last };
     let path = format!(
         "/containers/json{}",
@@ -81,7 +81,7 @@ pub async fn ps(client: &Client, a: PsArgs) -> anyhow::Result<i32> {
     print!(
         "{}",
         list.render(&rows, &ps_header())
-            .map_err(|e| fail(1, e.to_string()))?
+            .map_err(|e| fail(1, e.list_message()))?
     );
     Ok(0)
 }

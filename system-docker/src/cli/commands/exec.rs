@@ -123,10 +123,16 @@ pub async fn exec(client: &Client, a: ExecArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let copied = Session::spawn(hijacked, a.tty, a.interactive)
-        .finish()
-        .await;
+    let session = Session::spawn(hijacked, a.tty, a.interactive);
+    let resizer = a
+        .tty
+        .then(|| session::follow_terminal_size(client, format!("/exec/{id}/resize")))
+        .flatten();
+    let copied = session.finish().await;
     drop(raw);
+    if let Some(r) = resizer {
+        r.abort();
+    }
     if let Err(e) = copied {
         eprintln!("{e}");
     }

@@ -18,7 +18,7 @@ use super::super::progress::{self, ProgressError};
 use super::super::reference::Reference;
 use super::super::{stream, units};
 use super::container::truncate_id;
-use super::{fail, filters_json, stdout_is_tty, str_of};
+use super::{fail, filters_json, go_io_error, stdout_is_tty, str_of};
 
 const IMAGES_TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
 const IMAGES_TABLE_DIGESTS: &str =
@@ -60,7 +60,7 @@ pub async fn images(client: &Client, a: ImagesArgs) -> anyhow::Result<i32> {
     } else {
         IMAGES_TABLE
     };
-    let list = ListFormat::parse(&format, table).map_err(|e| fail(1, e.to_string()))?;
+    let list = ListFormat::parse(&format, table).map_err(|e| fail(1, e.list_message()))?;
     let mut filters = a.filter.clone();
     if let Some(r) = &a.repository {
         filters.push(format!("reference={r}"));
@@ -84,7 +84,7 @@ pub async fn images(client: &Client, a: ImagesArgs) -> anyhow::Result<i32> {
     print!(
         "{}",
         list.render(&rows, &images_header())
-            .map_err(|e| fail(1, e.to_string()))?
+            .map_err(|e| fail(1, e.list_message()))?
     );
     Ok(0)
 }
@@ -304,7 +304,7 @@ pub async fn load(client: &Client, a: LoadArgs) -> anyhow::Result<i32> {
         Some(path) => {
             let file = tokio::fs::File::open(path)
                 .await
-                .map_err(|e| fail(1, format!("open {}: {e}", path.display())))?;
+                .map_err(|e| fail(1, go_io_error("open", path, &e)))?;
             let frames = tokio_util::io::ReaderStream::new(file).map_ok(Frame::data);
             StreamBody::new(frames).boxed_unsync()
         }

@@ -5,8 +5,9 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::super::client::{self, Client};
-use super::super::format::{Missing, Template};
+use super::super::format::Missing;
 use super::fail;
+use super::system::parse_template;
 
 /// The kinds of object `inspect` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,24 +57,14 @@ impl TypedInspectArgs {
 
 /// `system-docker inspect`.
 pub async fn inspect(client: &Client, a: InspectArgs) -> anyhow::Result<i32> {
-    let template = match a.format.as_deref() {
-        None | Some("") => None,
-        Some("json") => Some(Template::parse("{{json .}}")),
-        Some(f) => Some(Template::parse(f)),
-    }
-    .transpose()
-    .map_err(|e| fail(1, e.to_string()))?;
+    let template = parse_template(&a.format)?;
 
     let mut found: Vec<(bytes::Bytes, Value)> = Vec::new();
     let mut errors = Vec::new();
     for name in &a.names {
         match lookup(client, name, a.kind, a.size).await {
             Ok(Some(obj)) => found.push(obj),
-            Ok(None) => errors.push(match a.kind {
-                None => format!("Error: No such object: {name}"),
-                Some(Kind::Container) => format!("Error: No such container: {name}"),
-                Some(Kind::Image) => format!("Error: No such image: {name}"),
-            }),
+            Ok(None) => errors.push(format!("Error: No such object: {name}")),
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -87,7 +78,7 @@ pub async fn inspect(client: &Client, a: InspectArgs) -> anyhow::Result<i32> {
             for (_, v) in &found {
                 match t.render(v, Missing::NoValue) {
                     Ok(out) => println!("{out}"),
-                    Err(e) => errors.push(e.to_string()),
+                    Err(e) => errors.push(e.inspect_status().1),
                 }
             }
         }
@@ -120,7 +111,8 @@ async fn lookup(
         };
         match client.get_raw(&path).await {
             Ok(obj) => return Ok(Some(obj)),
-            Err(e) if e.is_not_found() => continue,
+            // With an explicit --type the daemon's own message is shown.
+            Err(e) if e.is_not_found() && kind.is_none() => continue,
             Err(e) => return Err(e),
         }
     }

@@ -102,6 +102,22 @@ where
     }
 }
 
+/// An I/O error as Go words it (`open /x: no such file or directory`), which is how docker's
+/// messages read.
+pub fn go_io_error(op: &str, path: &std::path::Path, e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    let text: String = match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    format!("{op} {}: {text}", path.display())
+}
+
 /// A string field of an API object (empty when absent).
 pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
@@ -131,5 +147,14 @@ mod tests {
             r#"{"label":{"a=b":true},"status":{"created":true,"exited":true}}"#
         );
         assert!(filters_json(&["nokey".into()]).is_err());
+    }
+
+    #[test]
+    fn io_errors_read_like_go() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(
+            go_io_error("open", std::path::Path::new("/x.tar"), &e),
+            "open /x.tar: no such file or directory"
+        );
     }
 }

@@ -303,7 +303,9 @@ fn report_usage(command: &str, msg: &str) -> anyhow::Error {
 fn report(code: i32, command: &str, msg: &str) -> anyhow::Error {
     fail(
         code,
-        format!("system-docker: {msg}\n\nRun 'system-docker {command} --help' for more information"),
+        format!(
+            "system-docker: {msg}\n\nRun 'system-docker {command} --help' for more information"
+        ),
     )
 }
 
@@ -415,11 +417,15 @@ pub async fn attach_start_wait(
         return Err(report_run_error(command, &e.to_string()));
     }
     let signals = attach.sig_proxy.then(|| session::proxy_signals(client, id));
+    let resizer = attach
+        .tty
+        .then(|| session::follow_terminal_size(client, format!("/containers/{id}/resize")))
+        .flatten();
     let copied = session.finish().await;
     drop(raw);
     let status = waiter.status().await;
-    if let Some(s) = signals {
-        s.abort();
+    for task in signals.into_iter().chain(resizer) {
+        task.abort();
     }
     if let Err(e) = copied {
         eprintln!("{e}");

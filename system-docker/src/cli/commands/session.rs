@@ -44,6 +44,47 @@ impl Drop for RawTerminal {
     }
 }
 
+/// The size of our terminal as (rows, columns), if stdout is a terminal with a size.
+fn terminal_size() -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Keeps a container's or exec's terminal (`resize_path`, e.g. `/containers/{id}/resize`)
+/// the size of ours: now, and again whenever ours changes (SIGWINCH). Abort to stop.
+pub fn follow_terminal_size(client: &Client, resize_path: String) -> Option<JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let client = client.clone();
+    Some(tokio::spawn(async move {
+        let resize = |(h, w): (u16, u16)| {
+            let path = format!("{resize_path}?h={h}&w={w}");
+            let client = client.clone();
+            async move { client.post(&path, None).await }
+        };
+        // The process may not have its terminal yet right after start; retry briefly.
+        for attempt in 0..10u64 {
+            let Some(size) = terminal_size() else { break };
+            if resize(size).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10 * (attempt + 1))).await;
+        }
+        let Ok(mut winch) = signal(SignalKind::window_change()) else {
+            return;
+        };
+        while winch.recv().await.is_some() {
+            if let Some(size) = terminal_size() {
+                if let Err(e) = resize(size).await {
+                    log::debug!("resizing the terminal: {e}");
+                }
+            }
+        }
+    }))
+}
+
 /// A pending `POST /containers/{id}/wait`.
 pub struct Waiter {
     task: JoinHandle<Result<i32, String>>,

@@ -6,7 +6,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::super::client::{query, Body, Client, JsonStream};
-use super::super::format::{to_text, Missing, Template};
+use super::super::format::{to_text, FormatError, Missing, Template};
 use super::super::{tabwriter, units};
 use super::{fail, filters_json, str_of};
 
@@ -17,16 +17,21 @@ pub struct FormatArgs {
     format: Option<String>,
 }
 
-fn parse_template(format: &Option<String>) -> anyhow::Result<Option<Template>> {
-    match format.as_deref() {
-        None | Some("") => Ok(None),
-        Some("json") => Ok(Some(
-            Template::parse("{{json .}}").map_err(|e| fail(1, e.to_string()))?,
-        )),
-        Some(f) => Ok(Some(
-            Template::parse(f).map_err(|e| fail(1, e.to_string()))?,
-        )),
-    }
+/// The `--format` template of `inspect`, `info`, `version` and `events` (`json` meaning
+/// `{{json .}}`), with docker's error wording.
+pub fn parse_template(format: &Option<String>) -> anyhow::Result<Option<Template>> {
+    let src = match format.as_deref() {
+        None | Some("") => return Ok(None),
+        Some("json") => "{{json .}}",
+        Some(f) => f,
+    };
+    Template::parse(src).map(Some).map_err(template_error)
+}
+
+/// A template error as `inspect` and friends report it.
+pub fn template_error(e: FormatError) -> anyhow::Error {
+    let (code, message) = e.inspect_status();
+    fail(code, message)
 }
 
 #[derive(Args, Debug)]
@@ -67,9 +72,7 @@ pub async fn events(client: &Client, a: EventsArgs) -> anyhow::Result<i32> {
     let mut stream = JsonStream::new(resp.into_body());
     while let Some(ev) = stream.next().await? {
         let line = match &template {
-            Some(t) => t
-                .render(&ev, Missing::NoValue)
-                .map_err(|e| fail(1, e.to_string()))?,
+            Some(t) => t.render(&ev, Missing::NoValue).map_err(template_error)?,
             None => pretty_event(&ev),
         };
         println!("{line}");
@@ -121,9 +124,7 @@ pub async fn info(client: &Client, a: FormatArgs) -> anyhow::Result<i32> {
     if let Some(t) = template {
         let mut data = server.as_ref().cloned().unwrap_or_else(|_| json!({}));
         data["ClientInfo"] = client_info;
-        let out = t
-            .render(&data, Missing::NoValue)
-            .map_err(|e| fail(1, e.to_string()))?;
+        let out = t.render(&data, Missing::NoValue).map_err(template_error)?;
         println!("{out}");
         return server.map(|_| 0).map_err(|e| fail(1, e.to_string()));
     }
@@ -302,9 +303,7 @@ pub async fn version(client: &Client, a: FormatArgs) -> anyhow::Result<i32> {
                 "Client": client_version,
                 "Server": server.as_ref().ok().cloned().unwrap_or(Value::Null),
             });
-            t.render(&data, Missing::NoValue)
-                .map_err(|e| fail(1, e.to_string()))?
-                + "\n"
+            t.render(&data, Missing::NoValue).map_err(template_error)? + "\n"
         }
         None => pretty_version(&client_version, server.as_ref().ok()),
     };
