@@ -48,24 +48,30 @@ async fn within<T>(
     }
 }
 
-/// Polls the async `f` until it yields `Some` or `timeout` passes.
-async fn poll_async<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(10);
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
+/// A deadline to poll against: [`Deadline::pause`] backs off (10 ms to 200 ms) and says
+/// whether there is time left.
+struct Deadline {
+    end: Instant,
+    pause: Duration,
+}
+
+impl Deadline {
+    fn new(timeout: Duration) -> Self {
+        Deadline {
+            end: Instant::now() + timeout,
+            pause: Duration::from_millis(10),
         }
+    }
+
+    /// Waits a little; false once the deadline has passed.
+    async fn pause(&mut self) -> bool {
         let now = Instant::now();
-        if now >= deadline {
-            return None;
+        if now >= self.end {
+            return false;
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
+        tokio::time::sleep(self.pause.min(self.end - now)).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(200));
+        true
     }
 }
 
@@ -91,9 +97,8 @@ fn expect_api_error<T: std::fmt::Debug>(
 ) {
     let detail = format!("{res:?}");
     let ok = match &res {
-        Err(e) => api_error(e).is_some_and(|(s, m)| {
-            s == status && m.to_lowercase().contains(&needle.to_lowercase())
-        }),
+        Err(e) => api_error(e)
+            .is_some_and(|(s, m)| s == status && m.to_lowercase().contains(&needle.to_lowercase())),
         Ok(_) => false,
     };
     c.check(
@@ -129,8 +134,7 @@ fn filters(pairs: &[(&str, &str)]) -> Option<HashMap<String, Vec<String>>> {
 
 /// Collected output of a log or attach stream: (stdout, stderr).
 async fn collect_output(
-    mut s: impl futures_util::Stream<Item = Result<bollard::container::LogOutput, BollardError>>
-        + Unpin,
+    mut s: impl futures_util::Stream<Item = Result<bollard::container::LogOutput, BollardError>> + Unpin,
 ) -> Result<(String, String), String> {
     let mut out = String::new();
     let mut err = String::new();
@@ -355,7 +359,7 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
     let oci = tokio::fs::File::open(&fx.busybox_oci_tar)
         .await
         .expect("open busybox-oci.tar");
-    let chunks = tokio_util_free_chunks(oci);
+    let chunks = file_chunks(oci);
     match within(
         "import_image_stream busybox-oci.tar",
         docker
@@ -381,12 +385,7 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
     }
 
     // --- list images
-    match within(
-        "list_images",
-        docker.list_images(None::<ListImagesOptions>),
-    )
-    .await
-    {
+    match within("list_images", docker.list_images(None::<ListImagesOptions>)).await {
         Ok(list) => {
             let tags: Vec<&String> = list.iter().flat_map(|i| &i.repo_tags).collect();
             c.check(
@@ -680,7 +679,9 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
                 format!("{cfg:?}"),
             );
             c.check(
-                i.image.as_deref().is_some_and(|im| im.starts_with("sha256:")),
+                i.image
+                    .as_deref()
+                    .is_some_and(|im| im.starts_with("sha256:")),
                 "inspect: Image is the image id",
                 format!("{:?}", i.image),
             );
@@ -735,22 +736,21 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
                     c.check(false, "start_exec", e);
                 }
             }
-            let mut last = None;
-            let done = poll_async(STATE_TIMEOUT, || {
-                let docker = &docker;
-                let id = exec.id.clone();
-                let last = &mut last;
-                async move {
-                    let r = docker.inspect_exec(&id).await;
-                    let done = matches!(&r, Ok(i) if i.running == Some(false));
-                    *last = Some(format!("{r:?}"));
-                    done.then_some(r.ok()?)
+            let mut last;
+            let mut dl = Deadline::new(STATE_TIMEOUT);
+            let done = loop {
+                let r = docker.inspect_exec(&exec.id).await;
+                last = format!("{r:?}");
+                match r {
+                    Ok(i) if i.running == Some(false) => break Some(i),
+                    _ if !dl.pause().await => break None,
+                    _ => {}
                 }
-            })
-            .await;
+            };
             c.check(
-                done.as_ref().is_some_and(|i| i.exit_code == Some(7)
-                    && i.container_id.as_deref() == Some(sleeper_id.as_str())),
+                done.as_ref().is_some_and(|i| {
+                    i.exit_code == Some(7) && i.container_id.as_deref() == Some(sleeper_id.as_str())
+                }),
                 "inspect_exec: Running false, ExitCode 7, ContainerID",
                 format!("{last:?}"),
             );
@@ -764,20 +764,17 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
     match run_state(&docker, SLEEPER).await {
         Ok((true, pid, count)) if pid > 0 => {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            let mut last = String::new();
-            let restarted = poll_async(STATE_TIMEOUT, || {
-                let docker = &docker;
-                let last = &mut last;
-                async move {
-                    let s = run_state(docker, SLEEPER).await;
-                    *last = format!("{s:?}");
-                    match s {
-                        Ok((true, p, n)) if p > 0 && p != pid && n > count => Some(()),
-                        _ => None,
-                    }
+            let mut last;
+            let mut dl = Deadline::new(STATE_TIMEOUT);
+            let restarted = loop {
+                let s = run_state(&docker, SLEEPER).await;
+                last = format!("{s:?}");
+                match s {
+                    Ok((true, p, n)) if p > 0 && p != pid && n > count => break Some(()),
+                    _ if !dl.pause().await => break None,
+                    _ => {}
                 }
-            })
-            .await;
+            };
             c.check(
                 restarted.is_some(),
                 "restart policy always: after its process is SIGKILLed from outside, the \
@@ -786,7 +783,11 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
             );
         }
         other => {
-            c.check(false, "sleeper should be running before the restart test", format!("{other:?}"));
+            c.check(
+                false,
+                "sleeper should be running before the restart test",
+                format!("{other:?}"),
+            );
         }
     }
 
@@ -940,9 +941,7 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
     );
     expect_api_error(
         c,
-        docker
-            .start_container("no-such-container", None)
-            .await,
+        docker.start_container("no-such-container", None).await,
         404,
         "No such container",
         "start of an unknown container",
@@ -958,7 +957,12 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
     );
 
     // --- remove: a running container needs force
-    if let Err(e) = within("start sleeper for rm", docker.start_container(SLEEPER, None)).await {
+    if let Err(e) = within(
+        "start sleeper for rm",
+        docker.start_container(SLEEPER, None),
+    )
+    .await
+    {
         c.check(false, "start sleeper for rm", e);
     }
     expect_api_error(
@@ -967,7 +971,7 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
             .remove_container(SLEEPER, None::<RemoveContainerOptions>)
             .await,
         409,
-        "",
+        "running",
         "remove of a running container without force",
     );
     for name in [SLEEPER, FAIL, ECHO] {
@@ -1001,17 +1005,17 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
     };
 
     // --- events: create, start, die, destroy of the echo container, live and bounded
-    let mut seen = Vec::new();
-    let live = poll_async(STATE_TIMEOUT, || {
-        let seen = &mut seen;
-        let events = &events;
-        let echo_id = &echo_id;
-        async move {
-            *seen = actions_of(&events.lock().expect("events lock"), echo_id);
-            in_order(seen, &["create", "start", "die", "destroy"]).then_some(())
+    let mut seen;
+    let mut dl = Deadline::new(STATE_TIMEOUT);
+    let live = loop {
+        seen = actions_of(&events.lock().expect("events lock"), &echo_id);
+        if in_order(&seen, &["create", "start", "die", "destroy"]) {
+            break Some(());
         }
-    })
-    .await;
+        if !dl.pause().await {
+            break None;
+        }
+    };
     c.check(
         live.is_some(),
         "events stream (live): create, start, die, destroy of the echo container, in order",
@@ -1021,15 +1025,10 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
             event_summary(&events.lock().expect("events lock"))
         ),
     );
-    if let Some(die) = events
-        .lock()
-        .expect("events lock")
-        .iter()
-        .find(|e| {
-            e.action.as_deref() == Some("die")
-                && e.actor.as_ref().and_then(|a| a.id.as_deref()) == Some(echo_id.as_str())
-        })
-    {
+    if let Some(die) = events.lock().expect("events lock").iter().find(|e| {
+        e.action.as_deref() == Some("die")
+            && e.actor.as_ref().and_then(|a| a.id.as_deref()) == Some(echo_id.as_str())
+    }) {
         let attrs = die
             .actor
             .as_ref()
@@ -1107,18 +1106,21 @@ async fn scenario(daemon: &Daemon, fx: &ros_tests::Fixtures, c: &mut Checks) {
         "No such image",
         "inspect_image after remove",
     );
-    match within("list_images at the end", docker.list_images(None::<ListImagesOptions>)).await {
+    match within(
+        "list_images at the end",
+        docker.list_images(None::<ListImagesOptions>),
+    )
+    .await
+    {
         Ok(l) => c.check(l.is_empty(), "no images left", format!("{l:?}")),
         Err(e) => c.check(false, "list_images at the end", e),
     };
-    let _ = sleeper_id;
 }
 
 /// The file as a stream of 64 KiB chunks (a chunked request body).
-fn tokio_util_free_chunks(
+fn file_chunks(
     file: tokio::fs::File,
-) -> impl futures_util::Stream<Item = Result<bytes_alias::Bytes, std::io::Error>> + Send + 'static
-{
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
     use tokio::io::AsyncReadExt;
     futures_util::stream::unfold(Some(file), |file| async move {
         let mut file = file?;
@@ -1127,7 +1129,7 @@ fn tokio_util_free_chunks(
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok(bytes_alias::Bytes::from(buf)), Some(file)))
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
             }
             Err(e) => Some((Err(e), None)),
         }

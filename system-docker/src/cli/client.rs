@@ -257,10 +257,14 @@ impl Client {
     }
 }
 
-/// `resp` if its status is a success (or 101), else the daemon's error.
+/// `resp` if its status is a success (or 101, 304), else the daemon's error.
 async fn check(resp: Response<Incoming>) -> Result<Response<Incoming>, Error> {
     let status = resp.status();
-    if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+    // 304: already started or stopped, which the docker CLI counts as success.
+    if status.is_success()
+        || status == StatusCode::SWITCHING_PROTOCOLS
+        || status == StatusCode::NOT_MODIFIED
+    {
         return Ok(resp);
     }
     let bytes = resp.into_body().collect().await?.to_bytes();

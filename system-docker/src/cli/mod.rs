@@ -31,6 +31,15 @@ engine, which the plain `docker` command manages.
 
 Run 'system-docker COMMAND --help' for more information on a command.";
 
+const RUN_USAGE: &str = "system-docker run [OPTIONS] IMAGE [COMMAND] [ARG...]";
+const CREATE_USAGE: &str = "system-docker create [OPTIONS] IMAGE [COMMAND] [ARG...]";
+const EXEC_USAGE: &str = "system-docker exec [OPTIONS] CONTAINER COMMAND [ARG...]";
+const CONTAINER_RUN_USAGE: &str = "system-docker container run [OPTIONS] IMAGE [COMMAND] [ARG...]";
+const CONTAINER_CREATE_USAGE: &str =
+    "system-docker container create [OPTIONS] IMAGE [COMMAND] [ARG...]";
+const CONTAINER_EXEC_USAGE: &str =
+    "system-docker container exec [OPTIONS] CONTAINER COMMAND [ARG...]";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "system-docker",
@@ -61,10 +70,10 @@ enum Command {
     /// Download an image from a registry
     Pull(image::PullArgs),
     /// Create and run a new container from an image
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, override_usage = RUN_USAGE)]
     Run(run::RunArgs),
     /// Create a new container
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, override_usage = CREATE_USAGE)]
     Create(run::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
@@ -83,6 +92,7 @@ enum Command {
     /// Return low-level information on Docker objects
     Inspect(inspect::InspectArgs),
     /// Execute a command in a running container
+    #[command(override_usage = EXEC_USAGE)]
     Exec(exec::ExecArgs),
     /// Get real time events from the server
     Events(system::EventsArgs),
@@ -108,10 +118,10 @@ enum ContainerCommand {
     #[command(name = "ls", visible_aliases = ["ps", "list"])]
     Ls(container::PsArgs),
     /// Create and run a new container from an image
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, override_usage = CONTAINER_RUN_USAGE)]
     Run(run::RunArgs),
     /// Create a new container
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, override_usage = CONTAINER_CREATE_USAGE)]
     Create(run::RunArgs),
     /// Start one or more stopped containers
     Start(container::StartArgs),
@@ -129,6 +139,7 @@ enum ContainerCommand {
     /// Display detailed information on one or more containers
     Inspect(inspect::TypedInspectArgs),
     /// Execute a command in a running container
+    #[command(override_usage = CONTAINER_EXEC_USAGE)]
     Exec(exec::ExecArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait(container::WaitArgs),
@@ -159,21 +170,23 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("shim") => return run_shim(args[1..].to_vec()),
         _ => {}
     }
-    let cli =
-        match Cli::try_parse_from(std::iter::once(OsString::from("system-docker")).chain(args)) {
-            Ok(cli) => cli,
-            Err(e) => {
-                let code = match e.kind() {
-                    clap::error::ErrorKind::DisplayHelp
-                    | clap::error::ErrorKind::DisplayVersion
-                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
-                    // docker's exit status for a flag or usage error.
-                    _ => 125,
-                };
-                let _ = e.print();
-                return code;
-            }
-        };
+    let argv = std::iter::once(OsString::from("system-docker")).chain(args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                // docker: a missing argument is an ordinary error, a bad flag a usage error.
+                ErrorKind::MissingRequiredArgument => 1,
+                _ => 125,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
     if cli.version {
         println!("system-docker version {}", crate::VERSION);
         return 0;

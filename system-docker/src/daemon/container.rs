@@ -89,14 +89,23 @@ impl Container {
     }
 
     /// Changes the record and persists it; the change is kept only if the write succeeds.
+    /// Not synced: the state it records (running, exit codes) is void after a reboot, and a
+    /// daemon crash cannot lose it. [`Container::persist`] writes the config durably.
     pub fn update<T>(&self, f: impl FnOnce(&mut Record) -> T) -> Result<T, DaemonError> {
         let mut rec = self.lock();
         let mut next = rec.clone();
         let out = f(&mut next);
         let path = self.dir.join("container.json");
-        fsutil::write_json_atomic(&path, &next).map_err(DaemonError::io(&path))?;
+        fsutil::write_json_atomic_unsynced(&path, &next).map_err(DaemonError::io(&path))?;
         *rec = next;
         Ok(out)
+    }
+
+    /// Writes the record durably (at create: the config must survive a power cut).
+    pub fn persist(&self) -> Result<(), DaemonError> {
+        let rec = self.lock();
+        let path = self.dir.join("container.json");
+        fsutil::write_json_atomic(&path, &*rec).map_err(DaemonError::io(&path))
     }
 
     pub fn name(&self) -> String {

@@ -145,7 +145,7 @@ pub async fn start(
     let dir = d.cfg.exec_root.join("execs");
     std::fs::create_dir_all(&dir).map_err(DaemonError::io(&dir))?;
     let spec_path = dir.join(format!("{}.json", e.id));
-    fsutil::write_json_atomic(&spec_path, &spec).map_err(DaemonError::io(&spec_path))?;
+    fsutil::write_json_atomic_unsynced(&spec_path, &spec).map_err(DaemonError::io(&spec_path))?;
     let attach = tx.is_some();
     let piped = |on: bool| {
         if on {

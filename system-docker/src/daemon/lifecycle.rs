@@ -204,7 +204,7 @@ pub async fn create(
             ..Default::default()
         };
         let c = Arc::new(Container::new(dir.clone(), rec));
-        c.update(|_| ())?;
+        c.persist()?;
         Ok(c)
     })();
     let c = match result {
@@ -286,7 +286,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), DaemonError> {
 fn write_etc_files(dir: &Path, hostname: &str, network_mode: &str) -> Result<(), DaemonError> {
     let write = |name: &str, data: String| {
         let p = dir.join(name);
-        fsutil::write_atomic(&p, data.as_bytes()).map_err(DaemonError::io(&p))
+        fsutil::write_atomic_unsynced(&p, data.as_bytes()).map_err(DaemonError::io(&p))
     };
     write("hostname", format!("{hostname}\n"))?;
     let hosts = if network_mode == "host" {
@@ -695,7 +695,7 @@ async fn start_locked(
             .map_err(|e| DaemonError::Internal(e.to_string()))??
     };
     let spec_path = c.dir.join("spec.json");
-    fsutil::write_json_atomic(&spec_path, &spec).map_err(DaemonError::io(&spec_path))?;
+    fsutil::write_json_atomic_unsynced(&spec_path, &spec).map_err(DaemonError::io(&spec_path))?;
     let exit_file = c.dir.join("exit.json");
     let _ = std::fs::remove_file(&exit_file);
     // Fresh work dir contents each start: a stale overlay work dir makes the mount fail.

@@ -237,7 +237,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(dir) = pidfile.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    crate::fsutil::write_atomic(&pidfile, format!("{}\n", std::process::id()).as_bytes())
+    crate::fsutil::write_atomic_unsynced(&pidfile, format!("{}\n", std::process::id()).as_bytes())
         .with_context(|| format!("writing {}", pidfile.display()))?;
     lifecycle::restore(&daemon).await;
     log::info!(

@@ -94,7 +94,7 @@ fn run(dir: &Path) -> i32 {
                 finished_at: jsonlog::now(),
                 oom_killed,
             };
-            if let Err(e) = fsutil::write_json_atomic(&spec.exit_file, &exit) {
+            if let Err(e) = fsutil::write_json_atomic_unsynced(&spec.exit_file, &exit) {
                 eprintln!("shim: writing {}: {e}", spec.exit_file.display());
             }
             0

@@ -114,7 +114,7 @@ pub fn create_body(
     if let Some(r) = &args.restart {
         let policy = restart_policy(r)?;
         if args.rm && policy["Name"] != "no" {
-            return Err("Conflicting options: --restart and --rm".into());
+            return Err("conflicting options: cannot specify both --restart and --rm".into());
         }
         host.insert("RestartPolicy".into(), policy);
     }
@@ -500,7 +500,7 @@ mod tests {
         assert_eq!(b["HostConfig"]["AutoRemove"], true);
         assert_eq!(
             body(&["--restart", "always", "--rm", "img"]).unwrap_err(),
-            "Conflicting options: --restart and --rm"
+            "conflicting options: cannot specify both --restart and --rm"
         );
         assert!(restart_policy("on-failure:x").is_err());
         assert!(restart_policy(":3").is_err());

@@ -289,8 +289,8 @@ pub async fn create(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// docker's report of a bad flag value or a failed create or start (`docker: <msg>` and a
-/// pointer to the help), with docker's exit status for it.
+/// docker's report of a failed create or start (`docker: <msg>` and a pointer to the
+/// help), with docker's exit status for the failure.
 fn report_run_error(command: &str, msg: &str) -> anyhow::Error {
     report(session::start_error_status(msg), command, msg)
 }
