@@ -15,8 +15,8 @@ pub mod cli;
 pub mod daemon;
 pub mod fsutil;
 pub mod ids;
-pub mod jsonlog;
 pub mod image;
+pub mod jsonlog;
 pub mod runtime;
 pub mod sys;
 

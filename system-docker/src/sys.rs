@@ -80,19 +80,6 @@ pub fn kill(pid: i32, sig: nix::sys::signal::Signal) -> nix::Result<()> {
     nix::sys::signal::kill(Pid::from_raw(pid), sig)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_start_time_is_readable() {
-        let me = std::process::id() as i32;
-        let t = process_start_time(me).expect("start time of self");
-        assert!(process_alive(me, t));
-        assert!(!process_alive(me, t + 1));
-    }
-}
-
 /// Ignores `sig` in the current process (the shim must outlive SIGTERM/SIGINT/SIGHUP sent
 /// to its process group; only SIGKILL ends it).
 pub fn ignore_signal(sig: nix::sys::signal::Signal) {
@@ -132,4 +119,17 @@ pub async fn pidfd_wait(pidfd: OwnedFd) -> io::Result<()> {
         .map_err(|e| io::Error::other(e.to_string()))?;
     let _guard = afd.readable().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_readable() {
+        let me = std::process::id() as i32;
+        let t = process_start_time(me).expect("start time of self");
+        assert!(process_alive(me, t));
+        assert!(!process_alive(me, t + 1));
+    }
 }

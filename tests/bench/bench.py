@@ -111,8 +111,10 @@ def procs():
 
 
 def mem_of(pid):
-    """(rss_kib, pss_kib) of one process, from smaps_rollup (VmRSS if that is missing)."""
+    """(rss, pss, uss) in KiB of one process, from smaps_rollup (VmRSS if that is missing).
+    USS = Private_Clean + Private_Dirty: what killing the process would free."""
     rss = pss = None
+    uss = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
@@ -121,6 +123,8 @@ def mem_of(pid):
                     rss = int(v.split()[0])
                 elif k == "Pss":
                     pss = int(v.split()[0])
+                elif k in ("Private_Clean", "Private_Dirty"):
+                    uss += int(v.split()[0])
     except OSError:
         pass
     if rss is None:
@@ -128,7 +132,9 @@ def mem_of(pid):
             for line in f:
                 if line.startswith("VmRSS:"):
                     rss = int(line.split()[1])
-    return rss or 0, pss if pss is not None else (rss or 0)
+    if pss is None:
+        pss = uss = rss or 0
+    return rss or 0, pss, uss
 
 
 def base(argv):
@@ -158,23 +164,26 @@ def cmd_mem(res, args):
     else:
         sys.exit(f"mem: unknown kind {kind}")
     entry = {"roles": {}}
-    tr = tp = 0
+    tr = tp = tu = 0
     for role, pids in groups.items():
-        r = p = 0
+        r = p = u = 0
         for q in pids:
-            a, b = mem_of(q)
+            a, b, c = mem_of(q)
             r += a
             p += b
-        entry["roles"][role] = {"n": len(pids), "rss_kib": r, "pss_kib": p}
+            u += c
+        entry["roles"][role] = {"n": len(pids), "rss_kib": r, "pss_kib": p, "uss_kib": u}
         tr += r
         tp += p
-    entry["rss_kib"], entry["pss_kib"] = tr, tp
+        tu += u
+    entry["rss_kib"], entry["pss_kib"], entry["uss_kib"] = tr, tp, tu
     data = load(res)
     data.setdefault("mem", {})[key] = entry
     save(res, data)
     parts = ", ".join(f"{role} x{v['n']}: RSS {mib(v['rss_kib'])} PSS {mib(v['pss_kib'])}"
-                      for role, v in entry["roles"].items())
-    print(f"  {key:<18} total RSS {mib(tr)}  PSS {mib(tp)}   ({parts})")
+                      f" USS {mib(v['uss_kib'])}"
+                      for role, v in entry["roles"].items() if v["n"])
+    print(f"  {key:<14} total RSS {mib(tr)}  PSS {mib(tp)}  USS {mib(tu)}   ({parts})")
 
 
 def mib(kib):
@@ -220,43 +229,49 @@ def cmd_report(res, _args):
 
     print("== 2. idle engine memory (no containers)")
     oi, ki = mem.get("ours-idle"), mem.get("dockerd-idle")
-    if oi and ki:
+    if oi:
         print(f"  system-docker daemon: RSS {mib(oi['rss_kib'])}  PSS {mib(oi['pss_kib'])}"
-              f"   target RSS <= 10 MiB{ok(oi['rss_kib'] / 1024, 10)}")
+              f"  USS {mib(oi['uss_kib'])}   target RSS <= 10 MiB{ok(oi['rss_kib'] / 1024, 10)}")
+    if ki:
         kr = ki["roles"]
         print(f"  dockerd {mib(kr['dockerd']['rss_kib'])} + containerd "
               f"{mib(kr['containerd']['rss_kib'])} = RSS {mib(ki['rss_kib'])}"
-              f"  PSS {mib(ki['pss_kib'])}")
+              f"  PSS {mib(ki['pss_kib'])}  USS {mib(ki['uss_kib'])}")
+    if oi and ki:
         print(f"  ours/dockerd RSS = {fr(ratio(oi['rss_kib'], ki['rss_kib']))}"
               f"   PSS = {fr(ratio(oi['pss_kib'], ki['pss_kib']))}")
-        rows.append(("idle engine RSS (PSS)",
-                     f"{mib(oi['rss_kib'])} ({mib(oi['pss_kib'])})", "—",
-                     f"{mib(ki['rss_kib'])} ({mib(ki['pss_kib'])})",
-                     f"{fr(ratio(oi['rss_kib'], ki['rss_kib']))}"
-                     f" ({fr(ratio(oi['pss_kib'], ki['pss_kib']))})", "≤ 10 MiB"))
+    for m, target in (("rss", "≤ 10 MiB"), ("pss", "—")):
+        k = m + "_kib"
+        if oi:
+            rows.append((f"idle engine {m.upper()} (dockerd: + containerd)", mib(oi[k]), "—",
+                         mib(ki[k]) if ki else "n/a", fr(ratio(oi[k], ki[k]) if ki else None),
+                         target))
 
-    print(f"== 3. per-container memory ({ncont} x sleep, engine + shims, delta / {ncont})")
+    print(f"== 3. per-container memory ({ncont} x sleep; engine + shims, "
+          f"(with {ncont} - idle) / {ncont})")
     per = {}
     for eng in ("ours", "dockerd"):
         a, b = mem.get(f"{eng}-idle"), mem.get(f"{eng}-{ncont}")
         if a and b:
-            per[eng] = ((b["rss_kib"] - a["rss_kib"]) / ncont, (b["pss_kib"] - a["pss_kib"]) / ncont,
-                        b)
-    for eng, (dr, dp, b) in per.items():
-        extra = ""
-        if eng == "ours":
-            extra = f"   target <= 1 MiB: RSS{ok(dr / 1024, 1)}, PSS{ok(dp / 1024, 1)}"
-        print(f"  {eng:<8} RSS {mib(dr)}/container  PSS {mib(dp)}/container"
-              f"   (total with {ncont}: RSS {mib(b['rss_kib'])}, PSS {mib(b['pss_kib'])},"
-              f" {b['roles']['shims']['n']} shims){extra}")
-    if "ours" in per and "dockerd" in per:
-        print(f"  ours/dockerd RSS = {fr(ratio(per['ours'][0], per['dockerd'][0]))}"
-              f"   PSS = {fr(ratio(per['ours'][1], per['dockerd'][1]))}")
-        rows.append(("per-container RSS (PSS)",
-                     f"{mib(per['ours'][0])} ({mib(per['ours'][1])})", "—",
-                     f"{mib(per['dockerd'][0])} ({mib(per['dockerd'][1])})",
-                     f"{fr(ratio(per['ours'][0], per['dockerd'][0]))}"
-                     f" ({fr(ratio(per['ours'][1], per['dockerd'][1]))})", "≤ 1 MiB"))
+            per[eng] = {m: (b[m + "_kib"] - a[m + "_kib"]) / ncont for m in ("rss", "pss", "uss")}
+            extra = ""
+            if eng == "ours":
+                extra = (f"   target <= 1 MiB: RSS{ok(per[eng]['rss'] / 1024, 1)},"
+                         f" PSS{ok(per[eng]['pss'] / 1024, 1)}")
+            sh = b["roles"]["shims"]
+            print(f"  {eng:<8} RSS {mib(per[eng]['rss'])}  PSS {mib(per[eng]['pss'])} per container;"
+                  f" one shim's own USS {mib(sh['uss_kib'] / max(sh['n'], 1))}   (total with {ncont}:"
+                  f" RSS {mib(b['rss_kib'])}, PSS {mib(b['pss_kib'])},"
+                  f" {b['roles']['shims']['n']} shims){extra}")
+    po_, pd_ = per.get("ours"), per.get("dockerd")
+    if po_ and pd_:
+        print("  ours/dockerd " + "   ".join(f"{m.upper()} = {fr(ratio(po_[m], pd_[m]))}"
+                                            for m in ("rss", "pss")))
+    for m, target in (("rss", "≤ 1 MiB"), ("pss", "—")):
+        if po_:
+            rows.append((f"per-container {m.upper()} (engine + shims)", mib(po_[m]), "—",
+                         mib(pd_[m]) if pd_ else "n/a",
+                         fr(ratio(po_[m], pd_[m]) if pd_ else None), target))
     po, pk = lat.get("ours-ps"), lat.get("dockerd-ps")
     print(f"  ps with {ncont} containers (median): system-docker {ms(po)} | docker {ms(pk)}"
           f"   ours/dockerd = {fr(ratio(po, pk))}")

@@ -120,7 +120,7 @@ tmp_procs() { # PIDs whose command line mentions $TMP/ (shims, containerd), minu
     for d in /proc/[0-9]*; do
         p=${d#/proc/}
         [ "$p" = $$ ] && continue
-        c=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+        c=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
         case $c in *"$TMP/"*) echo "$p" ;; esac
     done
 }
@@ -140,6 +140,8 @@ stop_pid() { # PID SECONDS : SIGTERM, wait (polling) up to SECONDS, then SIGKILL
 
 cleanup() {
     local rc=$? ids pids p m
+    [ -n "$SIG_RC" ] && rc=$SIG_RC
+    exec 1>&7 2>&8 # a signal can arrive while a redirection (>/dev/null) is in force
     trap - EXIT TERM ERR
     trap '' INT
     set +e
@@ -171,7 +173,7 @@ cleanup() {
         pids=$(descendants $pids | sort -u)
         echo "  cleanup: killing leftover processes: $(echo $pids)" >&2
         for p in $pids; do
-            case $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) in
+            case $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") in
                 containerd\ *) kill -TERM "$p" 2>/dev/null ;;
             esac
         done
@@ -197,14 +199,18 @@ cleanup() {
     say "[$(($(date +%s) - T0))s] done (exit $rc)"
     exit "$rc"
 }
+SIG_RC=
+exec 7>&1 8>&2
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'SIG_RC=130; exit 130' INT
+trap 'SIG_RC=143; exit 143' TERM
 
 say "# ros engine benchmark"
 say "date $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "system-docker: $SD ($(stat -c '%y' "$SD" | cut -d. -f1))"
 say "runc: $(runc --version | head -1); dockerd: $(dockerd --version); docker CLI: $("$DOCKER" --version)"
+others=$(ps -eo args= | grep -cE '^(\S*/)?(dockerd|containerd|containerd-shim\S*|system-docker (daemon|shim)) ' || true)
+[ "$others" = 0 ] || say "note: $others other engine processes (dockerd/containerd/shims/system-docker) already run on this machine; expect noise"
 say "N=$N timed runs after $WARMUP warm-ups, $NCONT containers, ps x$PS_N; temp dir $TMP"
 python3 "$BENCHPY" "$RES" set date "$(date -u '+%Y-%m-%d')"
 python3 "$BENCHPY" "$RES" set kernel "$(uname -r)"
@@ -216,7 +222,7 @@ python3 "$BENCHPY" "$RES" set runc_version "$(runc --version | head -1 | awk '{p
 # ------------------------------------------------------------------ start the engines
 step "starting system-docker daemon"
 setsid "$SD" daemon -H "unix://$TMP/sd.sock" --data-root "$TMP/sd-data" --exec-root "$TMP/sd-exec" \
-    --pidfile "$TMP/sd.pid" >"$TMP/sd.log" 2>&1 </dev/null &
+    --pidfile "$TMP/sd.pid" >"$TMP/sd.log" 2>&1 </dev/null 7>&- 8>&- &
 SD_PID=$!
 if ! WATCH=$SD_PID wait_until 20 "system-docker daemon to answer" \
         bash -c "[ -S '$TMP/sd.sock' ] && '$SD' -H 'unix://$TMP/sd.sock' version"; then
@@ -236,7 +242,7 @@ if [ "$SKIP_DOCKERD" != 1 ]; then
     # nsenter --net only (not `ip netns exec`, which remounts /sys and would hide the cgroup mounts).
     setsid nsenter --net="/run/netns/$NS" -- dockerd --data-root "$TMP/dd" --exec-root "$TMP/de" \
         -H "unix://$TMP/d.sock" --pidfile "$TMP/d.pid" --iptables=false --ip-masq=false \
-        --bridge=none >"$TMP/dockerd.log" 2>&1 </dev/null &
+        --bridge=none >"$TMP/dockerd.log" 2>&1 </dev/null 7>&- 8>&- &
     DD_PID=$!
     if ! WATCH=$DD_PID wait_until 60 "dockerd to answer" bash -c "[ -S '$TMP/d.sock' ] && '$DOCKER' -H 'unix://$TMP/d.sock' version"; then
         tail -30 "$TMP/dockerd.log" >&2

@@ -72,11 +72,18 @@ pub fn status_text(r: &Record) -> String {
     }
 }
 
+/// The COMMAND of `ps`, quoting arguments with spaces as dockerd does.
 fn command_line(r: &Record) -> String {
-    std::iter::once(r.path.as_str())
-        .chain(r.args.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = r.path.clone();
+    for a in &r.args {
+        out.push(' ');
+        if a.contains(' ') {
+            out.push_str(&format!("'{a}'"));
+        } else {
+            out.push_str(a);
+        }
+    }
+    out
 }
 
 fn summary(r: &Record) -> Value {

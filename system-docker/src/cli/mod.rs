@@ -181,6 +181,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
                 // docker: a missing argument is an ordinary error, a bad flag a usage error.
                 ErrorKind::MissingRequiredArgument => 1,
+                ErrorKind::UnknownArgument if !is_flag_error(&e) => 1,
                 _ => 125,
             };
             let _ = e.print();
@@ -272,6 +273,15 @@ async fn dispatch(client: &client::Client, command: Command) -> anyhow::Result<i
         Command::Info(a) => system::info(client, a).await,
         Command::Version(a) => system::version(client, a).await,
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => image::tag(client, a).await,
+    }
+}
+
+/// Whether a parse error is about a flag (rather than a surplus argument).
+fn is_flag_error(e: &clap::Error) -> bool {
+    use clap::error::{ContextKind, ContextValue};
+    match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.starts_with('-'),
+        _ => true,
     }
 }
 

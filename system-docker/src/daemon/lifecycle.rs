@@ -235,9 +235,10 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), DaemonError> {
             ));
         }
         if rp.name != "on-failure" && rp.maximum_retry_count > 0 {
-            return Err(DaemonError::InvalidParameter(format!(
+            return Err(DaemonError::InvalidParameter(
                 "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-            )));
+                    .into(),
+            ));
         }
         if hc.auto_remove && !matches!(rp.name.as_str(), "" | "no") {
             return Err(DaemonError::InvalidParameter(

@@ -23,14 +23,6 @@ pub enum FormatError {
     Exec(String),
 }
 
-fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError::Parse(msg.into()))
-}
-
-fn exec_err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError::Exec(msg.into()))
-}
-
 impl FormatError {
     /// docker's wording for the list formats of `ps` and `images`.
     pub fn list_message(&self) -> String {
@@ -49,6 +41,14 @@ impl FormatError {
         };
         (code, format!("template parsing error: {self}"))
     }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
+    Err(FormatError::Parse(msg.into()))
+}
+
+fn exec_err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
+    Err(FormatError::Exec(msg.into()))
 }
 
 /// What a field that does not exist in the data becomes.
