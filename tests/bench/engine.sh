@@ -174,7 +174,7 @@ cleanup() {
         echo "  cleanup: killing leftover processes: $(echo $pids)" >&2
         for p in $pids; do
             case $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") in
-                containerd\ *) kill -TERM "$p" 2>/dev/null ;;
+                containerd\ * | */containerd\ *) kill -TERM "$p" 2>/dev/null ;;
             esac
         done
         sleep 0.5
@@ -207,7 +207,7 @@ trap 'SIG_RC=143; exit 143' TERM
 
 say "# ros engine benchmark"
 say "date $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "system-docker: $SD ($(stat -c '%y' "$SD" | cut -d. -f1))"
+say "system-docker: $SD (built $(stat -c '%y' "$SD" | cut -d. -f1), sha256 $(sha256sum "$SD" | cut -c1-12))"
 say "runc: $(runc --version | head -1); dockerd: $(dockerd --version); docker CLI: $("$DOCKER" --version)"
 others=$(ps -eo args= | grep -cE '^(\S*/)?(dockerd|containerd|containerd-shim\S*|system-docker (daemon|shim)) ' || true)
 [ "$others" = 0 ] || say "note: $others other engine processes (dockerd/containerd/shims/system-docker) already run on this machine; expect noise"
@@ -220,6 +220,29 @@ python3 "$BENCHPY" "$RES" set dockerd_version "$(dockerd --version | sed 's/Dock
 python3 "$BENCHPY" "$RES" set runc_version "$(runc --version | head -1 | awk '{print $3}')"
 
 # ------------------------------------------------------------------ start the engines
+# Each engine runs from private copies of its binaries: PSS then counts only the sharing between
+# the processes measured, not with other daemons on the machine that map the same files (and a
+# concurrent `cargo build` cannot replace our binary mid-run). The copies are written back and
+# dropped from the page cache, so they load like binaries from disk: a freshly written file sits
+# in large page-cache folios, which map whole and inflate file-backed RSS (~+1.4 MiB per shim).
+evict_cache() {
+    sync "$@"
+    python3 -c 'import os, sys
+for f in sys.argv[1:]:
+    fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$@"
+}
+mkdir -p "$TMP/bin" "$TMP/dbin"
+cp "$SD" "$TMP/bin/system-docker"
+SD=$TMP/bin/system-docker
+if [ "$SKIP_DOCKERD" != 1 ]; then
+    for b in dockerd containerd containerd-shim-runc-v2 runc docker-proxy docker-init; do
+        src=$(command -v "$b") || { [ "$b" = docker-proxy ] || [ "$b" = docker-init ]; } ||
+            die "missing $b (Debian package docker.io)"
+        if [ -n "$src" ]; then cp -L "$src" "$TMP/dbin/$b"; fi
+    done
+fi
+evict_cache "$TMP"/bin/* "$TMP"/dbin/*
+
 step "starting system-docker daemon"
 setsid "$SD" daemon -H "unix://$TMP/sd.sock" --data-root "$TMP/sd-data" --exec-root "$TMP/sd-exec" \
     --pidfile "$TMP/sd.pid" >"$TMP/sd.log" 2>&1 </dev/null 7>&- 8>&- &
@@ -240,7 +263,7 @@ if [ "$SKIP_DOCKERD" != 1 ]; then
     NS_CREATED=1
     ip netns exec "$NS" ip link set lo up
     # nsenter --net only (not `ip netns exec`, which remounts /sys and would hide the cgroup mounts).
-    setsid nsenter --net="/run/netns/$NS" -- dockerd --data-root "$TMP/dd" --exec-root "$TMP/de" \
+    PATH=$TMP/dbin:$PATH setsid nsenter --net="/run/netns/$NS" -- "$TMP/dbin/dockerd" --data-root "$TMP/dd" --exec-root "$TMP/de" \
         -H "unix://$TMP/d.sock" --pidfile "$TMP/d.pid" --iptables=false --ip-masq=false \
         --bridge=none >"$TMP/dockerd.log" 2>&1 </dev/null 7>&- 8>&- &
     DD_PID=$!

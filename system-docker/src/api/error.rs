@@ -31,6 +31,7 @@ fn image_status(e: &ImageError) -> StatusCode {
         | ImageError::InvalidArchive(_)
         | ImageError::DigestMismatch { .. }
         | ImageError::UnsafePath { .. } => StatusCode::BAD_REQUEST,
+        ImageError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         ImageError::Registry(_) | ImageError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

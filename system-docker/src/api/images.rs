@@ -56,23 +56,52 @@ pub async fn list(State(d): D, Query(q): Q) -> ApiResult<Json<Vec<Value>>> {
     if let Some(raw) = q.get("filters").filter(|f| !f.is_empty()) {
         let f: Value = serde_json::from_str(raw)
             .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-        if let Some(refs) = f.get("reference").and_then(|r| r.as_object()) {
-            let wanted: Vec<&String> = refs.keys().collect();
-            list.retain(|i| {
-                i.repo_tags.iter().any(|t| {
-                    wanted
-                        .iter()
-                        .any(|w| t == *w || t.split(':').next() == Some(w.as_str()))
-                })
-            });
+        // Filters come as {"key": {"value": true}} (the docker CLI) or {"key": ["value"]}.
+        let values = |key: &str| -> Option<Vec<String>> {
+            match f.get(key)? {
+                Value::Object(o) => Some(o.keys().cloned().collect()),
+                Value::Array(a) => Some(
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
+                ),
+                _ => None,
+            }
+        };
+        if let Some(wanted) = values("reference") {
+            // Docker keeps the images with a matching tag, showing only those tags.
+            for i in list.iter_mut() {
+                i.repo_tags
+                    .retain(|t| wanted.iter().any(|w| reference_matches(t, w)));
+            }
+            list.retain(|i| !i.repo_tags.is_empty());
         }
-        if let Some(d) = f.get("dangling").and_then(|r| r.as_object()) {
-            let dangling = d.contains_key("true");
+        if let Some(d) = values("dangling") {
+            let dangling = d.iter().any(|v| v == "true" || v == "1");
             list.retain(|i| i.repo_tags.is_empty() == dangling);
         }
     }
     list.sort_by(|a, b| b.created.cmp(&a.created));
     Ok(Json(list.iter().map(summary).collect()))
+}
+
+/// Whether tag `tag` (`repo:tag`) matches the filter `pattern` (`repo` or `repo:tag`; a
+/// colon inside a registry's `host:port` is not a tag separator).
+fn reference_matches(tag: &str, pattern: &str) -> bool {
+    let split = |s: &str| -> (String, String) {
+        let slash = s.rfind('/').map_or(0, |i| i + 1);
+        match s[slash..].rfind(':') {
+            Some(c) => (s[..slash + c].to_string(), s[slash + c + 1..].to_string()),
+            None => (s.to_string(), "latest".to_string()),
+        }
+    };
+    let (trepo, ttag) = split(tag);
+    let has_tag = {
+        let slash = pattern.rfind('/').map_or(0, |i| i + 1);
+        pattern[slash..].contains(':')
+    };
+    let (prepo, ptag) = split(pattern);
+    trepo == prepo && (!has_tag || ttag == ptag)
 }
 
 fn inspect_json(i: &Image) -> Value {
@@ -339,6 +368,18 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_filter() {
+        assert!(reference_matches("busybox:latest", "busybox"));
+        assert!(reference_matches("busybox:latest", "busybox:latest"));
+        assert!(!reference_matches("busybox:1", "busybox:latest"));
+        assert!(!reference_matches("busybox-oci:latest", "busybox"));
+        assert!(reference_matches(
+            "127.0.0.1:5000/library/busybox:latest",
+            "127.0.0.1:5000/library/busybox"
+        ));
+    }
 
     #[test]
     fn registry_auth_header() {

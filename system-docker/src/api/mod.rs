@@ -77,6 +77,7 @@ pub fn router(d: Arc<Daemon>) -> axum::routing::IntoMakeService<Router> {
         .route("/version", get(system::version))
         .route("/info", get(system::info))
         .route("/events", get(system::events))
+        .route("/auth", post(system::auth))
         .route("/containers/json", get(c::list))
         .route("/containers/create", post(c::create))
         .route("/containers/{id}/json", get(c::inspect))

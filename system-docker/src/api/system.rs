@@ -243,3 +243,34 @@ pub async fn events(State(d): D, Query(q): Query<HashMap<String, String>>) -> Ap
         }
     }))
 }
+
+/// `POST /auth`: checks registry credentials (`docker login`); nothing is stored.
+pub async fn auth(State(d): D, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    let v: Value = super::json_body(&body)?;
+    let user = v
+        .get("username")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if user.is_empty() {
+        return Err(ApiError::bad_request("login: a username is required"));
+    }
+    let password = v
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let server = v
+        .get("serveraddress")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let auth = crate::image::RegistryAuth {
+        username: user,
+        password,
+    };
+    d.images.login(&server, auth).await?;
+    Ok(Json(
+        json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+    ))
+}

@@ -247,12 +247,13 @@ impl Client {
                 if let Some(s) = c.params.get("service") {
                     q.append_pair("service", s);
                 }
-                let scope = c
-                    .params
-                    .get("scope")
-                    .cloned()
-                    .unwrap_or_else(|| format!("repository:{}:pull", self.repo));
-                q.append_pair("scope", &scope);
+                // A login asks for a token without a scope: it only proves the credentials.
+                let scope = c.params.get("scope").cloned().or_else(|| {
+                    (!self.repo.is_empty()).then(|| format!("repository:{}:pull", self.repo))
+                });
+                if let Some(scope) = scope {
+                    q.append_pair("scope", &scope);
+                }
             }
             let mut req = self.http.get(url.clone());
             if let Some(cr) = &self.creds {
@@ -451,6 +452,52 @@ fn media_type<'a>(content_type: &'a str, doc: &'a Value) -> &'a str {
 }
 
 /// Pulls `reference` into `store`.
+/// Checks credentials the way `docker login` does: `GET /v2/`, answering the registry's
+/// challenge with them.
+pub(super) async fn login(
+    store: &ImageStore,
+    server: &str,
+    auth: RegistryAuth,
+) -> Result<(), ImageError> {
+    let bare = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = bare.split('/').next().unwrap_or(bare);
+    let host = match host {
+        "" | "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        h => h,
+    };
+    let scheme = if is_plain_http(host, &store.insecure_registries()) {
+        "http"
+    } else {
+        "https"
+    };
+    let mut client = Client::new(
+        format!("{scheme}://{host}"),
+        "",
+        Some(auth),
+        is_loopback(host),
+    )?;
+    let url = format!("{scheme}://{host}/v2/");
+    let refused = || {
+        ImageError::Unauthorized(format!(
+            "login to {host}: unauthorized: incorrect username or password"
+        ))
+    };
+    let resp = match client.get(&url, None).await {
+        Ok(r) => r,
+        Err(ImageError::Registry(m)) if m.contains("401") || m.contains("unauthorized") => {
+            return Err(refused())
+        }
+        Err(e) => return Err(e),
+    };
+    match resp.status() {
+        s if s.is_success() => Ok(()),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(refused()),
+        s => Err(ImageError::Registry(format!("login to {host}: {url}: {s}"))),
+    }
+}
+
 pub(super) async fn pull(
     store: &ImageStore,
     reference: &str,

@@ -38,6 +38,9 @@ pub enum ImageError {
     /// The registry has no such manifest (or repository): Docker answers 404 for it.
     #[error("{0}")]
     ManifestUnknown(String),
+    /// The registry refused the credentials (`docker login`).
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -795,6 +798,11 @@ impl ImageStore {
         progress: &mut (dyn FnMut(Value) + Send),
     ) -> Result<Image, ImageError> {
         super::registry::pull(self, reference, auth, progress).await
+    }
+
+    /// `docker login`: checks `auth` against the registry `server` (`host[:port]` or a URL).
+    pub async fn login(&self, server: &str, auth: RegistryAuth) -> Result<(), ImageError> {
+        super::registry::login(self, server, auth).await
     }
 
     /// Imports a `docker save` tarball or an OCI image archive (or layout directory); returns
