@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod daemon;
 pub mod fsutil;
 pub mod ids;

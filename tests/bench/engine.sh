@@ -349,6 +349,15 @@ if [ "$SKIP_DOCKERD" != 1 ]; then
 fi
 
 # ------------------------------------------------------------------ 4. report
+# Warnings and errors the engines logged during the run (information, not a failure).
+for log in "$TMP/sd.log" "$TMP/dockerd.log"; do
+    [ -f "$log" ] || continue
+    n=$(grep -cE ' (ERROR|WARN)|level=(error|warning)' "$log" || true)
+    if [ "$n" != 0 ]; then
+        step "$(basename "$log"): $n warning/error lines, first 5:"
+        grep -E ' (ERROR|WARN)|level=(error|warning)' "$log" | head -5 | cut -c1-300 | sed 's/^/  /'
+    fi
+done
 if [ -s "$TMP/fallbacks" ]; then
     client="system-docker CLI, except: $(sort -u "$TMP/fallbacks" | paste -sd';' -) (stock docker CLI)"
 else

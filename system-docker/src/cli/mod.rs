@@ -9,7 +9,8 @@
 //! the daemon: `system-docker daemon …` and the hidden `shim` are handed to the engine's own
 //! entry points.
 
-mod client;
+use crate::client;
+
 mod commands;
 mod format;
 mod progress;

@@ -7,8 +7,8 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use super::client::{self, JsonStream};
 use super::units;
+use crate::client::{self, JsonStream};
 
 /// Why a message stream failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::client;
+use crate::client;
 
 /// Stream numbers of the multiplexed format.
 const STDIN: u8 = 0;

@@ -6,12 +6,12 @@ use clap::Args;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::super::client::{self, query, Body, Client};
 use super::super::format::{go_quote, ListFormat};
 use super::super::reference::Reference;
 use super::super::{stream, units};
 use super::run::{attach_start_wait, Attach};
 use super::{fail, filters_json, for_each, str_of};
+use crate::client::{self, query, Body, Client};
 
 const PS_TABLE: &str =
     "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::super::client::{self, Client};
 use super::session::{self, RawTerminal, Session};
 use super::{fail, str_of};
+use crate::client::{self, Client};
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {

@@ -12,13 +12,13 @@ use hyper::body::Frame;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::super::client::{self, query, Body, Client, JsonStream};
 use super::super::format::ListFormat;
 use super::super::progress::{self, ProgressError};
 use super::super::reference::Reference;
 use super::super::{stream, units};
 use super::container::truncate_id;
 use super::{fail, filters_json, go_io_error, stdout_is_tty, str_of};
+use crate::client::{self, query, Body, Client, JsonStream};
 
 const IMAGES_TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
 const IMAGES_TABLE_DIGESTS: &str =

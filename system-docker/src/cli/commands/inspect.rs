@@ -4,10 +4,10 @@
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use super::super::client::{self, Client};
 use super::super::format::Missing;
 use super::fail;
 use super::system::parse_template;
+use crate::client::{self, Client};
 
 /// The kinds of object `inspect` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

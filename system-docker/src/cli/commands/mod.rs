@@ -86,7 +86,7 @@ pub fn filters_json(filters: &[String]) -> anyhow::Result<Option<String>> {
 pub async fn for_each<F, Fut>(names: &[String], mut op: F) -> anyhow::Result<i32>
 where
     F: FnMut(String) -> Fut,
-    Fut: Future<Output = Result<(), super::client::Error>>,
+    Fut: Future<Output = Result<(), crate::client::Error>>,
 {
     let mut errors = Vec::new();
     for name in names {

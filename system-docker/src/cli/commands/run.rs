@@ -8,11 +8,11 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use serde_json::Value;
 
-use super::super::client::{self, query, Client};
 use super::super::reference::Reference;
 use super::super::units;
 use super::session::{self, RawTerminal, Session, Waiter};
 use super::{fail, image, str_of};
+use crate::client::{self, query, Client};
 
 /// The flags of `run` and `create`.
 #[derive(Args, Debug, Default, Clone)]

@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::super::client::{self, Client, Hijacked};
 use super::super::stream;
+use crate::client::{self, Client, Hijacked};
 
 /// How long to wait for the daemon to acknowledge a wait request before starting the
 /// container anyway (dockerd answers at once; the headers prove the wait is registered).

@@ -5,10 +5,10 @@ use clap::Args;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::super::client::{query, Body, Client, JsonStream};
 use super::super::format::{to_text, FormatError, Missing, Template};
 use super::super::{tabwriter, units};
 use super::{fail, filters_json, str_of};
+use crate::client::{query, Body, Client, JsonStream};
 
 #[derive(Args, Debug)]
 pub struct FormatArgs {
