@@ -368,13 +368,13 @@ pub async fn attach(
             stderr,
             ..Default::default()
         };
-        let c2 = c.clone();
+        let live = logs::Attach::new(c.clone());
         return Ok(hijack(
             req,
             stream_type(tty),
             move |_input, tx| async move {
-                logs::stream_logs(c2.clone(), opts, tty, tx.clone()).await;
-                logs::attach_output(c2, tty, stdout, stderr, tx).await;
+                logs::stream_logs(c, opts, tty, tx.clone()).await;
+                live.run(tty, stdout, stderr, tx).await;
             },
         ));
     }
@@ -395,6 +395,7 @@ pub async fn attach(
     } else {
         None
     };
+    let live = logs::Attach::new(c.clone());
     let was_running = c.lock().state.running;
     let mut lifecycle = c.lifecycle.subscribe();
     let at_attach = *lifecycle.borrow();
@@ -417,7 +418,7 @@ pub async fn attach(
                 drop(w);
             });
         }
-        logs::attach_output(c, tty, stdout, stderr, tx).await
+        live.run(tty, stdout, stderr, tx).await
     }))
 }
 

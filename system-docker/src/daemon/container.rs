@@ -51,6 +51,9 @@ pub struct Container {
     pub dir: PathBuf,
     record: Mutex<Record>,
     pub lifecycle: watch::Sender<Lifecycle>,
+    /// How many attached clients are reading the container's output; an auto-removed
+    /// container keeps its log until they have read it all.
+    pub attached: watch::Sender<usize>,
     /// Serializes start, stop, restart and remove of this container.
     pub op: tokio::sync::Mutex<()>,
     /// Delay before the next policy restart, in milliseconds.
@@ -64,6 +67,7 @@ impl Container {
             dir,
             record: Mutex::new(record),
             lifecycle: watch::Sender::new(Lifecycle::default()),
+            attached: watch::Sender::new(0),
             op: tokio::sync::Mutex::new(()),
             backoff_ms: std::sync::atomic::AtomicU64::new(0),
         }
@@ -126,5 +130,21 @@ impl Container {
 
     pub fn mark_removed(&self) {
         self.lifecycle.send_modify(|l| l.removed = true);
+    }
+}
+
+/// Counts an attached reader while it lives.
+pub struct AttachGuard(std::sync::Arc<Container>);
+
+impl AttachGuard {
+    pub fn new(c: std::sync::Arc<Container>) -> AttachGuard {
+        c.attached.send_modify(|n| *n += 1);
+        AttachGuard(c)
+    }
+}
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        self.0.attached.send_modify(|n| *n = n.saturating_sub(1));
     }
 }

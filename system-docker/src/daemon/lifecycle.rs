@@ -835,6 +835,10 @@ async fn on_exit_inner(d: Arc<Daemon>, c: Arc<Container>) {
     c.mark_exited();
     let rec = c.snapshot();
     if rec.host_config.auto_remove {
+        // Attached clients (`docker run --rm`) read the output from the log file, which
+        // goes with the container: let them finish first.
+        let mut readers = c.attached.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), readers.wait_for(|n| *n == 0)).await;
         remove_now(d, c);
         return;
     }

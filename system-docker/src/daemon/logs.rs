@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::container::Container;
+use super::container::{AttachGuard, Container};
 use crate::jsonlog::{self, Entry};
 
 /// One frame of Docker's multiplexed stream (`stream`: 0 stdin, 1 stdout, 2 stderr).
@@ -167,26 +167,45 @@ pub async fn stream_logs(c: Arc<Container>, opts: LogOptions, tty: bool, tx: mps
     follow(follower, &opts, tty, &tx, &mut rx, |_| !running()).await;
 }
 
-/// `POST /containers/{id}/attach`: output from now until the container's next exit.
-pub async fn attach_output(
+/// `POST /containers/{id}/attach`: output from the moment of the request until the
+/// container's next exit. Made when the request arrives — before the client hears back
+/// and starts the container — so no output can fall before it.
+pub struct Attach {
     c: Arc<Container>,
-    tty: bool,
-    stdout: bool,
-    stderr: bool,
-    tx: mpsc::Sender<Bytes>,
-) {
-    let follower = Follower::at_end(&c.log_path());
-    let opts = LogOptions {
-        stdout,
-        stderr,
-        ..Default::default()
-    };
-    let mut rx = c.lifecycle.subscribe();
-    let start = *rx.borrow();
-    follow(follower, &opts, tty, &tx, &mut rx, |l| {
-        l.exits > start.exits || l.removed
-    })
-    .await;
+    follower: Follower,
+    rx: tokio::sync::watch::Receiver<super::container::Lifecycle>,
+    start: super::container::Lifecycle,
+    _reading: AttachGuard,
+}
+
+impl Attach {
+    pub fn new(c: Arc<Container>) -> Attach {
+        let reading = AttachGuard::new(c.clone());
+        let follower = Follower::at_end(&c.log_path());
+        let rx = c.lifecycle.subscribe();
+        let start = *rx.borrow();
+        Attach {
+            c,
+            follower,
+            rx,
+            start,
+            _reading: reading,
+        }
+    }
+
+    pub async fn run(mut self, tty: bool, stdout: bool, stderr: bool, tx: mpsc::Sender<Bytes>) {
+        let opts = LogOptions {
+            stdout,
+            stderr,
+            ..Default::default()
+        };
+        let start = self.start;
+        let _ = &self.c;
+        follow(self.follower, &opts, tty, &tx, &mut self.rx, |l| {
+            l.exits > start.exits || l.removed
+        })
+        .await;
+    }
 }
 
 async fn follow(

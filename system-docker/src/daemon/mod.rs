@@ -246,7 +246,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         socket.display()
     );
     let app = crate::api::router(daemon.clone());
-    let shutdown = async {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = stop_rx.await;
+    });
+    // Followers (`logs -f`, `events`) would hold a graceful shutdown open forever: they get
+    // two seconds after the signal, then the daemon exits anyway.
+    let signalled = async {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
@@ -256,11 +262,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         log::info!("shutting down; containers keep running under their shims");
+        let _ = stop_tx.send(());
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving the API")?;
+    tokio::select! {
+        r = server => r.context("serving the API")?,
+        _ = signalled => log::info!("closing the connections still open"),
+    }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pidfile);
     Ok(())
