@@ -208,7 +208,7 @@ trap 'SIG_RC=143; exit 143' TERM
 say "# ros engine benchmark"
 say "date $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "system-docker: $SD (built $(stat -c '%y' "$SD" | cut -d. -f1), sha256 $(sha256sum "$SD" | cut -c1-12))"
-say "runc: $(runc --version | head -1); dockerd: $(dockerd --version); docker CLI: $("$DOCKER" --version)"
+say "runc: $(runc --version | sed -n 1p); dockerd: $(dockerd --version); docker CLI: $("$DOCKER" --version)"
 others=$(ps -eo args= | grep -cE '^(\S*/)?(dockerd|containerd|containerd-shim\S*|system-docker (daemon|shim)) ' || true)
 [ "$others" = 0 ] || say "note: $others other engine processes (dockerd/containerd/shims/system-docker) already run on this machine; expect noise"
 say "N=$N timed runs after $WARMUP warm-ups, $NCONT containers, ps x$PS_N; temp dir $TMP"
@@ -217,7 +217,7 @@ python3 "$BENCHPY" "$RES" set kernel "$(uname -r)"
 python3 "$BENCHPY" "$RES" set cpus "$(nproc)"
 python3 "$BENCHPY" "$RES" set containers "$NCONT"
 python3 "$BENCHPY" "$RES" set dockerd_version "$(dockerd --version | sed 's/Docker version //; s/,.*//')"
-python3 "$BENCHPY" "$RES" set runc_version "$(runc --version | head -1 | awk '{print $3}')"
+python3 "$BENCHPY" "$RES" set runc_version "$(runc --version | sed -n 1p | awk '{print $3}')"
 
 # ------------------------------------------------------------------ start the engines
 # Each engine runs from private copies of its binaries: PSS then counts only the sharing between
@@ -241,7 +241,7 @@ if [ "$SKIP_DOCKERD" != 1 ]; then
         if [ -n "$src" ]; then cp -L "$src" "$TMP/dbin/$b"; fi
     done
 fi
-evict_cache "$TMP"/bin/* "$TMP"/dbin/*
+evict_cache "$TMP/bin/system-docker" $([ "$SKIP_DOCKERD" = 1 ] || echo "$TMP"/dbin/*)
 
 step "starting system-docker daemon"
 setsid "$SD" daemon -H "unix://$TMP/sd.sock" --data-root "$TMP/sd-data" --exec-root "$TMP/sd-exec" \
@@ -287,7 +287,7 @@ python3 "$BENCHPY" "$RES" latency "$N" "$WARMUP" 60 "${LAT[@]}"
 no_containers_ours() { [ -z "$(ours ps -aq)" ]; }
 no_containers_dk() { [ -z "$(dk ps -aq)" ]; }
 wait_until 20 "system-docker: no containers left after run --rm" no_containers_ours ||
-    problem "system-docker: containers left after run --rm: $(ours ps -a 2>&1 | tail -n +2 | head -5)"
+    problem "system-docker: containers left after run --rm: $(ours ps -a 2>&1 | tail -n +2 | sed -n 1,5p)"
 [ -z "$(runc --root "$TMP/runc" list -q 2>/dev/null)" ] || problem "runc: containers left after runc run"
 if [ "$SKIP_DOCKERD" != 1 ]; then
     wait_until 30 "dockerd: no containers left after run --rm" no_containers_dk ||
@@ -332,7 +332,7 @@ t=$(date +%s%N)
 ours_setup rm -f $(ours ps -aq) >/dev/null
 say "  removed $NCONT containers in $((($(date +%s%N) - t) / 1000000)) ms"
 wait_until 30 "system-docker: all shims gone" no_shims_ours ||
-    problem "system-docker: shims left after rm -f: $(ps -o pid=,args= --ppid "$SD_PID" | head -3)"
+    problem "system-docker: shims left after rm -f: $(ps -o pid=,args= --ppid "$SD_PID" | sed -n 1,3p)"
 
 if [ "$SKIP_DOCKERD" != 1 ]; then
     step "3b. dockerd: $NCONT x run -d --network none busybox sleep 100000"
@@ -349,15 +349,12 @@ if [ "$SKIP_DOCKERD" != 1 ]; then
 fi
 
 # ------------------------------------------------------------------ 4. report
-# Warnings and errors the engines logged during the run (information, not a failure).
-for log in "$TMP/sd.log" "$TMP/dockerd.log"; do
-    [ -f "$log" ] || continue
-    n=$(grep -cE ' (ERROR|WARN)|level=(error|warning)' "$log" || true)
-    if [ "$n" != 0 ]; then
-        step "$(basename "$log"): $n warning/error lines, first 5:"
-        grep -E ' (ERROR|WARN)|level=(error|warning)' "$log" | head -5 | cut -c1-300 | sed 's/^/  /'
-    fi
-done
+# Warnings and errors our daemon logged during the run (information, not a failure).
+n=$(grep -cE ' (ERROR|WARN)' "$TMP/sd.log" || true)
+if [ "$n" != 0 ]; then
+    step "system-docker daemon log: $n warning/error lines, first 5:"
+    grep -m5 -E ' (ERROR|WARN)' "$TMP/sd.log" | cut -c1-300 | sed 's/^/  /'
+fi
 if [ -s "$TMP/fallbacks" ]; then
     client="system-docker CLI, except: $(sort -u "$TMP/fallbacks" | paste -sd';' -) (stock docker CLI)"
 else

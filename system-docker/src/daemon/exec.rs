@@ -159,15 +159,15 @@ pub async fn start(
             std::process::Stdio::null()
         }
     };
-    let mut child = tokio::process::Command::new(&d.exe)
-        .arg("shim")
+    let mut child = tokio::process::Command::new(&d.shim.0)
+        .args(&d.shim.1)
         .arg("exec")
         .arg(&spec_path)
         .stdin(piped(stdin.is_some() && e.req.attach_stdin))
         .stdout(piped(attach))
         .stderr(piped(attach))
         .spawn()
-        .map_err(DaemonError::io(&d.exe))?;
+        .map_err(DaemonError::io(&d.shim.0))?;
     if let Ok(mut s) = e.state.lock() {
         s.pid = child.id().unwrap_or(0) as i32;
     }

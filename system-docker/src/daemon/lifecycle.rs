@@ -705,15 +705,15 @@ async fn start_locked(
         .append(true)
         .open(c.dir.join("shim.log"))
         .map_err(DaemonError::io(c.dir.join("shim.log")))?;
-    let mut child = tokio::process::Command::new(&d.exe)
-        .arg("shim")
+    let mut child = tokio::process::Command::new(&d.shim.0)
+        .args(&d.shim.1)
         .arg("run")
         .arg(&c.dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(shim_log)
         .spawn()
-        .map_err(DaemonError::io(&d.exe))?;
+        .map_err(DaemonError::io(&d.shim.0))?;
     let shim_pid = child.id().unwrap_or(0) as i32;
     let start_time = sys::process_start_time(shim_pid).unwrap_or(0);
     let stdout = child

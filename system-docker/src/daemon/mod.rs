@@ -90,7 +90,9 @@ pub struct Daemon {
     pub(crate) execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
     /// Serializes name reservation in `create`.
     pub(crate) create_lock: tokio::sync::Mutex<()>,
-    /// The binary the shims are started from.
+    /// The binary the shims are started from, and the arguments that select the shim.
+    pub(crate) shim: (PathBuf, Vec<&'static str>),
+    /// The daemon's own binary.
     pub(crate) exe: PathBuf,
     pub started: chrono::DateTime<chrono::Utc>,
 }
@@ -109,7 +111,17 @@ impl Daemon {
         images.set_insecure_registries(cfg.insecure_registries.clone());
         let exe =
             std::fs::read_link("/proc/self/exe").map_err(DaemonError::io("/proc/self/exe"))?;
+        // A shim binary beside the daemon's is preferred: it maps a fraction of the
+        // multi-call binary, which is most of what a running container costs.
+        let small = exe.with_file_name("system-docker-shim");
+        let shim = if small.is_file() {
+            (small, vec![])
+        } else {
+            (exe.clone(), vec!["shim"])
+        };
+        log::debug!("shim: {} {:?}", shim.0.display(), shim.1);
         let daemon = Arc::new(Daemon {
+            shim,
             cfg,
             images: Arc::new(images),
             events: Events::default(),
