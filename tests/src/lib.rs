@@ -734,11 +734,19 @@ pub struct Daemon {
     log: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Extra daemon flags ([`Daemon::start_with_args`]), passed on every (re)start.
+    extra_args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon with roots under `tmp` and waits until `docker version` answers.
     pub fn start(tmp: &Path) -> Daemon {
+        Daemon::start_with_args(tmp, &[])
+    }
+
+    /// Like [`Daemon::start`], with `extra` daemon flags (e.g. `["--image-store", dir]`),
+    /// which [`Daemon::restart`] passes again.
+    pub fn start_with_args(tmp: &Path, extra: &[&str]) -> Daemon {
         let root = tmp
             .canonicalize()
             .unwrap_or_else(|e| panic!("{}: {e}", tmp.display()));
@@ -758,6 +766,7 @@ impl Daemon {
             root,
             child: None,
             starts: 0,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
         fs::create_dir_all(&d.docker_config).expect("create docker config dir");
         d.spawn();
@@ -787,6 +796,7 @@ impl Daemon {
             .arg(self.root.join("sd.pid"))
             .arg("--log-level")
             .arg("debug")
+            .args(&self.extra_args)
             .env_remove("DOCKER_HOST")
             .stdin(Stdio::null())
             .stdout(log)

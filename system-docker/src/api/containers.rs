@@ -167,11 +167,17 @@ pub async fn list(State(d): D, Query(q): Q) -> ApiResult<Json<Vec<Value>>> {
             return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
     }
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|n| *n > 0);
     let mut recs: Vec<Record> = d.all().iter().map(|c| c.snapshot()).collect();
     recs.sort_by(|a, b| b.created.cmp(&a.created));
     let mut out = Vec::new();
     for r in recs {
+        // As dockerd: a limit (`ps -n`, `ps -l`) counts stopped containers too.
         let show = all
+            || limit.is_some()
             || r.state.running
             || r.state.restarting
             || filters.contains_key("status")
@@ -187,11 +193,7 @@ pub async fn list(State(d): D, Query(q): Q) -> ApiResult<Json<Vec<Value>>> {
             out.push(summary(&r));
         }
     }
-    if let Some(n) = q
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-    {
+    if let Some(n) = limit {
         out.truncate(n);
     }
     Ok(Json(out))
