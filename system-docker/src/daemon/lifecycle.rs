@@ -423,6 +423,25 @@ fn size_to_bytes(s: &str) -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mult)
 }
 
+/// The volumes of a container, for `--volumes-from`: as mounted at its last start, or —
+/// for one never started — as its binds and mounts declare them.
+fn volume_points(d: &Daemon, rec: &Record) -> Result<Vec<MountPoint>, DaemonError> {
+    if !rec.mounts.is_empty() {
+        return Ok(rec.mounts.clone());
+    }
+    let mut points = Vec::new();
+    for b in rec.host_config.binds.clone().unwrap_or_default() {
+        points.push(parse_bind(d, &b)?.1);
+    }
+    for m in rec.host_config.mounts.clone().unwrap_or_default() {
+        if matches!(m.r#type.as_str(), "bind" | "volume" | "") {
+            let ro = if m.read_only { ":ro" } else { "" };
+            points.push(parse_bind(d, &format!("{}:{}{ro}", m.source, m.target))?.1);
+        }
+    }
+    Ok(points)
+}
+
 /// Everything the shim needs, from the record and the image.
 fn build_spec(
     d: &Daemon,
@@ -437,7 +456,7 @@ fn build_spec(
     for from in hc.volumes_from.clone().unwrap_or_default() {
         let (name, mode) = from.split_once(':').unwrap_or((from.as_str(), ""));
         let other = d.find(name)?;
-        let other_points = other.lock().mounts.clone();
+        let other_points = volume_points(d, &other.snapshot())?;
         for mut p in other_points.into_iter().filter(|p| p.r#type != "tmpfs") {
             let read_only = match mode {
                 "ro" => true,
