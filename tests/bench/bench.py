@@ -150,7 +150,8 @@ def cmd_mem(res, args):
     if kind == "ours":
         groups["daemon"] = [pid]
         groups["shims"] = [p for p, (pp, a) in ps.items()
-                           if pp == pid and len(a) > 1 and a[1] == "shim"]
+                           if pp == pid and ((len(a) > 1 and a[1] == "shim")
+                                               or os.path.basename(a[0]) == "system-docker-shim")]
         other = [p for p, (pp, a) in ps.items() if pp == pid and p not in groups["shims"]]
         if other:
             print(f"  note: daemon children that are not shims (not counted): {other}")

@@ -209,7 +209,7 @@ say "# ros engine benchmark"
 say "date $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "system-docker: $SD (built $(stat -c '%y' "$SD" | cut -d. -f1), sha256 $(sha256sum "$SD" | cut -c1-12))"
 say "runc: $(runc --version | sed -n 1p); dockerd: $(dockerd --version); docker CLI: $("$DOCKER" --version)"
-others=$(ps -eo args= | grep -cE '^(\S*/)?(dockerd|containerd|containerd-shim\S*|system-docker (daemon|shim)) ' || true)
+others=$(ps -eo args= | grep -cE '^(\S*/)?(dockerd|containerd|containerd-shim\S*|system-docker (daemon|shim)|system-docker-shim) ' || true)
 [ "$others" = 0 ] || say "note: $others other engine processes (dockerd/containerd/shims/system-docker) already run on this machine; expect noise"
 say "N=$N timed runs after $WARMUP warm-ups, $NCONT containers, ps x$PS_N; temp dir $TMP"
 python3 "$BENCHPY" "$RES" set date "$(date -u '+%Y-%m-%d')"
@@ -233,6 +233,9 @@ for f in sys.argv[1:]:
 }
 mkdir -p "$TMP/bin" "$TMP/dbin"
 cp "$SD" "$TMP/bin/system-docker"
+# The daemon runs the small shim binary when it sits beside its own (as in the OS image).
+SHIM_BIN=$(dirname "$SD")/system-docker-shim
+if [ -x "$SHIM_BIN" ]; then cp "$SHIM_BIN" "$TMP/bin/system-docker-shim"; fi
 SD=$TMP/bin/system-docker
 if [ "$SKIP_DOCKERD" != 1 ]; then
     for b in dockerd containerd containerd-shim-runc-v2 runc docker-proxy docker-init; do
@@ -241,7 +244,7 @@ if [ "$SKIP_DOCKERD" != 1 ]; then
         if [ -n "$src" ]; then cp -L "$src" "$TMP/dbin/$b"; fi
     done
 fi
-evict_cache "$TMP/bin/system-docker" $([ "$SKIP_DOCKERD" = 1 ] || echo "$TMP"/dbin/*)
+evict_cache "$TMP"/bin/* $([ "$SKIP_DOCKERD" = 1 ] || echo "$TMP"/dbin/*)
 
 step "starting system-docker daemon"
 setsid "$SD" daemon -H "unix://$TMP/sd.sock" --data-root "$TMP/sd-data" --exec-root "$TMP/sd-exec" \

@@ -135,11 +135,12 @@ pub async fn start(
         },
         capabilities,
         // As the container's own process: no_new_privs unless privileged or opted out.
-        no_new_privileges: !(hc.privileged || e.req.privileged)
-            && !hc
+        no_new_privileges: !(hc.privileged
+            || e.req.privileged
+            || hc
                 .security_opt
                 .as_ref()
-                .is_some_and(|s| s.iter().any(|o| o == "no-new-privileges:false")),
+                .is_some_and(|s| s.iter().any(|o| o == "no-new-privileges:false"))),
         cgroup_parent: if hc.cgroup_parent.is_empty() {
             d.cfg.cgroup_parent.clone()
         } else {
