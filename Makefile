@@ -10,7 +10,7 @@ SOCK ?= /run/system-docker.sock
 # runc, skopeo/umoci to make test images, busybox, a registry server).
 APT_PACKAGES := docker.io runc skopeo umoci busybox-static docker-registry squashfs-tools curl jq
 
-.PHONY: all deps build release fixtures run test test-full bench fmt lint clean
+.PHONY: all deps build release fixtures images run test test-full bench fmt lint clean
 
 all: build
 
@@ -30,6 +30,13 @@ release:
 
 fixtures: deps
 	tests/fixtures/build-images.sh $(FIXTURES)
+
+# The system images (image-build/spec.yml): dist/images/<name>.tar and, as root, the
+# read-only pre-unpacked store dist/images/store. Debian packages are downloaded with apt
+# into .cache/ (never installed here). VERSION=x.y.z overrides the image version.
+images:
+	$(CARGO) build --release -p image-build
+	target/release/ros-image-build $(if $(VERSION),--image-version $(VERSION))
 
 # Until the bootable image exists, `run` builds the engine and starts it in the foreground
 # on $(SOCK); use it with `target/release/system-docker -H unix://$(SOCK) ps` or the stock

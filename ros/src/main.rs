@@ -2,10 +2,13 @@
 //! another name (a symlink such as `system-docker`), it runs that tool instead, so the OS
 //! image carries one binary.
 
+mod service;
+
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use ros_services::Paths;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -15,6 +18,13 @@ use clap::{Parser, Subcommand};
     disable_help_subcommand = true
 )]
 struct Cli {
+    /// The system-docker socket [default: /run/system-docker.sock under --root].
+    /// DOCKER_HOST is ignored: in the console it points at the user's engine.
+    #[arg(short = 'H', long = "host", value_name = "unix:///PATH")]
+    host: Option<String>,
+    /// Relocate every path ros reads or writes (config, state, default socket) under DIR
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,6 +39,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Manage system services (containers on system-docker)
+    Service(service::ServiceArgs),
 }
 
 fn main() {
@@ -47,11 +59,17 @@ fn main() {
 }
 
 fn run_ros() -> i32 {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let paths = Paths::new(&cli.root);
+    match cli.command {
         Command::Version => {
             println!("ros version {}", env!("CARGO_PKG_VERSION"));
             0
         }
         Command::SystemDocker { args } => system_docker::main(args),
+        Command::Service(args) => {
+            let host = cli.host.unwrap_or_else(|| paths.default_host());
+            service::run(&host, &paths, args)
+        }
     }
 }
