@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 
 use super::container::Container;
 use super::logs::frame;
-use super::{Daemon, DaemonError};
+use super::{lifecycle, Daemon, DaemonError};
 use crate::api::types::ExecRequest;
-use crate::runtime::spec::{self, ExecSpec};
+use crate::runtime::spec::ExecSpec;
 use crate::{fsutil, ids};
 
 #[derive(Debug, Clone, Default)]
@@ -102,23 +102,13 @@ pub async fn start(
             rec.id
         )));
     }
-    let mut env = rec.config.env.clone().unwrap_or_default();
-    for v in e.req.env.clone().unwrap_or_default() {
-        let key = v.split('=').next().unwrap_or("").to_string();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()));
-        env.push(v);
-    }
+    let env = lifecycle::merge_env(
+        rec.config.env.clone().unwrap_or_default(),
+        e.req.env.clone().unwrap_or_default(),
+    );
     let hc = &rec.host_config;
-    let capabilities = if hc.privileged || e.req.privileged {
-        crate::runtime::caps::all_names()
-    } else {
-        crate::runtime::caps::compute(
-            spec::DEFAULT_CAPABILITIES,
-            &hc.cap_add.clone().unwrap_or_default(),
-            &hc.cap_drop.clone().unwrap_or_default(),
-        )
-        .map_err(DaemonError::InvalidParameter)?
-    };
+    let privileged = hc.privileged || e.req.privileged;
+    let capabilities = lifecycle::capabilities(hc, privileged)?;
     let spec = ExecSpec {
         pid: rec.state.pid,
         args: e.req.cmd.clone().unwrap_or_default(),
@@ -134,13 +124,7 @@ pub async fn start(
             e.req.user.clone()
         },
         capabilities,
-        // As the container's own process: no_new_privs unless privileged or opted out.
-        no_new_privileges: !(hc.privileged
-            || e.req.privileged
-            || hc
-                .security_opt
-                .as_ref()
-                .is_some_and(|s| s.iter().any(|o| o == "no-new-privileges:false"))),
+        no_new_privileges: lifecycle::no_new_privileges(hc, privileged),
         cgroup_parent: if hc.cgroup_parent.is_empty() {
             d.cfg.cgroup_parent.clone()
         } else {

@@ -50,6 +50,40 @@ pub fn parse_signal(s: &str) -> Result<Signal, DaemonError> {
     full.parse::<Signal>().map_err(|_| bad())
 }
 
+/// `KEY=value` lists: `extra` overrides `base` key by key, keeping `base`'s order.
+pub(crate) fn merge_env(mut base: Vec<String>, extra: Vec<String>) -> Vec<String> {
+    for e in extra {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        base.retain(|x| x.split('=').next() != Some(key.as_str()));
+        base.push(e);
+    }
+    base
+}
+
+/// The capabilities a container's processes (and its execs) keep.
+pub(crate) fn capabilities(hc: &HostConfig, privileged: bool) -> Result<Vec<String>, DaemonError> {
+    if privileged {
+        return Ok(crate::runtime::caps::all_names());
+    }
+    crate::runtime::caps::compute(
+        spec::DEFAULT_CAPABILITIES,
+        &hc.cap_add.clone().unwrap_or_default(),
+        &hc.cap_drop.clone().unwrap_or_default(),
+    )
+    .map_err(DaemonError::InvalidParameter)
+}
+
+/// Stricter than dockerd, whose default is off: processes of containers that are not
+/// privileged run with no_new_privs, unless the container says `no-new-privileges:false`
+/// (a console whose sudo needs setuid).
+pub(crate) fn no_new_privileges(hc: &HostConfig, privileged: bool) -> bool {
+    let opted_out = hc
+        .security_opt
+        .as_ref()
+        .is_some_and(|s| s.iter().any(|o| o == "no-new-privileges:false"));
+    !(privileged || opted_out)
+}
+
 /// The image's defaults under the container's settings, as Docker merges them.
 fn merge_image_config(req: &mut CreateRequest, image_cfg: &serde_json::Value) {
     let ic = image_cfg.get("config").cloned().unwrap_or_default();
@@ -61,13 +95,10 @@ fn merge_image_config(req: &mut CreateRequest, image_cfg: &serde_json::Value) {
         })
     };
     let c = &mut req.config;
-    let mut env = strings(ic.get("Env")).unwrap_or_default();
-    for e in c.env.take().unwrap_or_default() {
-        let key = e.split('=').next().unwrap_or("").to_string();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()));
-        env.push(e);
-    }
-    c.env = Some(env);
+    c.env = Some(merge_env(
+        strings(ic.get("Env")).unwrap_or_default(),
+        c.env.take().unwrap_or_default(),
+    ));
     if c.entrypoint.is_none() {
         c.entrypoint = strings(ic.get("Entrypoint"));
         if c.cmd.is_none() {
@@ -582,16 +613,7 @@ fn build_spec(
             host_path: PathBuf::from(dm.path_on_host),
         })
         .collect();
-    let capabilities = if hc.privileged {
-        crate::runtime::caps::all_names()
-    } else {
-        crate::runtime::caps::compute(
-            spec::DEFAULT_CAPABILITIES,
-            &hc.cap_add.clone().unwrap_or_default(),
-            &hc.cap_drop.clone().unwrap_or_default(),
-        )
-        .map_err(DaemonError::InvalidParameter)?
-    };
+    let capabilities = capabilities(hc, hc.privileged)?;
     let mut resources = spec::Resources::default();
     if hc.memory > 0 {
         resources.memory = Some(hc.memory);
@@ -666,13 +688,7 @@ fn build_spec(
         devices,
         privileged: hc.privileged,
         capabilities,
-        // Stricter than dockerd, whose default is off: a system container that needs setuid
-        // binaries (sudo in a console) is privileged or says `no-new-privileges:false`.
-        no_new_privileges: !hc.privileged
-            && !hc
-                .security_opt
-                .as_ref()
-                .is_some_and(|s| s.iter().any(|o| o == "no-new-privileges:false")),
+        no_new_privileges: no_new_privileges(hc, hc.privileged),
         masked_paths: spec::MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
         readonly_paths: spec::READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
         etc_files,
