@@ -30,6 +30,8 @@ system-docker talks to the system engine at unix:///run/system-docker.sock unles
 otherwise. It ignores DOCKER_HOST on purpose: on a ros host DOCKER_HOST points at the user
 engine, which the plain `docker` command manages.
 
+The engine itself: 'system-docker daemon [OPTIONS]' (see 'system-docker daemon --help').
+
 Run 'system-docker COMMAND --help' for more information on a command.";
 
 const RUN_USAGE: &str = "system-docker run [OPTIONS] IMAGE [COMMAND] [ARG...]";
