@@ -2,6 +2,7 @@
 //! another name (a symlink such as `system-docker`), it runs that tool instead, so the OS
 //! image carries one binary.
 
+mod netconf;
 mod service;
 
 use std::ffi::OsString;
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Manage system services (containers on system-docker)
     Service(service::ServiceArgs),
+    /// Configure the network: loopback, then DHCP on one interface (foreground)
+    Netconf(netconf::NetconfArgs),
 }
 
 fn main() {
@@ -71,5 +74,6 @@ fn run_ros() -> i32 {
             let host = cli.host.unwrap_or_else(|| paths.default_host());
             service::run(&host, &paths, args)
         }
+        Command::Netconf(args) => netconf::run(&cli.root, args),
     }
 }

@@ -1,0 +1,255 @@
+//! `ros netconf` against a real DHCP server: Debian's dnsmasq in a network namespace, our
+//! client in another, joined by a veth pair. Lease applied (address, default route,
+//! resolv.conf), renewal at the short T1 dnsmasq sends, and a silent network ending in a
+//! bounded, clear failure.
+//!
+//! Only namespaces this test creates are touched (10.99.0.0/24 lives inside them); the
+//! machine's own interfaces are never configured. Needs root, `ip` and `dnsmasq`; skips
+//! loudly without them.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ros_tests::{bin_path, poll_until, require_root, require_tool, run, sh, tempdir, Output};
+
+const TEST: &str = "netconf_dhcp";
+
+/// The namespaces and processes of one run; removed (by PID, by name) even on panic.
+struct Netns {
+    server: String,
+    client: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let pid = std::process::id();
+        let n = Netns {
+            server: format!("rosnc-s-{pid}"),
+            client: format!("rosnc-c-{pid}"),
+            children: Vec::new(),
+        };
+        sh("ip", &["netns", "add", &n.server]).ok();
+        sh("ip", &["netns", "add", &n.client]).ok();
+        // Both ends are created directly inside the namespaces: no name ever exists on
+        // the host's own network.
+        sh(
+            "ip",
+            &[
+                "link", "add", "veth-s", "netns", &n.server, "type", "veth", "peer", "name",
+                "veth-c", "netns", &n.client,
+            ],
+        )
+        .ok();
+        sh(
+            "ip",
+            &[
+                "-n",
+                &n.server,
+                "addr",
+                "add",
+                "10.99.0.1/24",
+                "dev",
+                "veth-s",
+            ],
+        )
+        .ok();
+        sh("ip", &["-n", &n.server, "link", "set", "veth-s", "up"]).ok();
+        sh("ip", &["-n", &n.server, "link", "set", "lo", "up"]).ok();
+        n
+    }
+
+    fn spawn(&mut self, ns: &str, program: &Path, args: &[&str], log: &Path) -> usize {
+        let log = File::create(log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn in netns");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// Kills child `i` by its PID (`ip netns exec` execs the program, so it is the PID).
+    fn kill(&mut self, i: usize) {
+        let c = &mut self.children[i];
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    fn client_cmd(&self, root: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.client])
+            .arg(bin_path("ros"))
+            .arg("--root")
+            .arg(root)
+            .arg("netconf")
+            .args(args);
+        cmd
+    }
+
+    fn client_ip(&self, args: &[&str]) -> Output {
+        let mut a = vec!["-n", self.client.as_str()];
+        a.extend_from_slice(args);
+        sh("ip", &a)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = sh("ip", &["netns", "del", &self.server]);
+        let _ = sh("ip", &["netns", "del", &self.client]);
+    }
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_default()
+}
+
+#[test]
+fn dhcp_lease_renewal_and_silent_network() {
+    if !(require_root(TEST) && require_tool(TEST, "ip") && require_tool(TEST, "dnsmasq")) {
+        return;
+    }
+    let tmp = tempdir();
+    let root = tmp.path().join("root");
+    fs::create_dir_all(&root).expect("root dir");
+    let dnsmasq_log = tmp.path().join("dnsmasq.log");
+    let ros_log = tmp.path().join("netconf.log");
+    let mut ns = Netns::create();
+
+    let leases = tmp.path().join("dnsmasq.leases");
+    let pidfile = tmp.path().join("dnsmasq.pid");
+    let dnsmasq = ros_tests::which("dnsmasq").expect("dnsmasq on PATH");
+    let server_ns = ns.server.clone();
+    let d = ns.spawn(
+        &server_ns,
+        &dnsmasq,
+        &[
+            "--no-daemon",
+            "--log-facility=-",
+            "--interface=veth-s",
+            "--bind-interfaces",
+            "--dhcp-range=10.99.0.50,10.99.0.60,2m",
+            "--dhcp-option=option:router,10.99.0.1",
+            "--dhcp-option=option:dns-server,10.99.0.1",
+            "--dhcp-option=option:T1,10",
+            "--port=0",
+            "--conf-file=/dev/null",
+            &format!("--dhcp-leasefile={}", leases.display()),
+            &format!("--pid-file={}", pidfile.display()),
+        ],
+        &dnsmasq_log,
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || read(&dnsmasq_log)
+            .contains("DHCP, IP range")),
+        "dnsmasq did not start:\n{}",
+        read(&dnsmasq_log)
+    );
+
+    // Foreground: lease, then renewal at T1 = 10 s.
+    let ros_bin = bin_path("ros");
+    let root_s = root.to_string_lossy().into_owned();
+    let client_ns = ns.client.clone();
+    let r = ns.spawn(
+        &client_ns,
+        &ros_bin,
+        &["--root", &root_s, "netconf", "--iface", "veth-c"],
+        &ros_log,
+    );
+    let logs = || {
+        format!(
+            "--- netconf log:\n{}\n--- dnsmasq log:\n{}",
+            read(&ros_log),
+            read(&dnsmasq_log)
+        )
+    };
+    assert!(
+        poll_until(Duration::from_secs(20), || read(&ros_log)
+            .contains("leased")),
+        "no lease within 20 s\n{}",
+        logs()
+    );
+    let leased = read(&ros_log);
+    assert!(
+        leased.contains("dhcp: veth-c leased 10.99.0.")
+            && leased.contains("/24 from 10.99.0.1, router 10.99.0.1, dns 10.99.0.1, lease 120s"),
+        "lease line\n{}",
+        logs()
+    );
+
+    let addr = ns.client_ip(&["-4", "addr", "show", "dev", "veth-c"]);
+    let inet = addr
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let host: u8 = inet
+        .strip_prefix("10.99.0.")
+        .and_then(|s| s.strip_suffix("/24"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (50..=60).contains(&host),
+        "veth-c has no address from the range:\n{addr}\n{}",
+        logs()
+    );
+    let route = ns.client_ip(&["-4", "route", "show", "default"]);
+    assert!(
+        route.stdout.contains("default via 10.99.0.1 dev veth-c"),
+        "default route:\n{route}"
+    );
+    let resolv = read(&root.join("etc/resolv.conf"));
+    assert!(
+        resolv.lines().any(|l| l == "nameserver 10.99.0.1"),
+        "resolv.conf: {resolv:?}"
+    );
+    let lo = ns.client_ip(&["link", "show", "lo"]);
+    assert!(lo.stdout.contains(",UP"), "lo is not up:\n{lo}");
+
+    assert!(
+        poll_until(Duration::from_secs(18), || read(&ros_log)
+            .contains("renewed")
+            && read(&dnsmasq_log).matches("DHCPACK(veth-s)").count() >= 2),
+        "no renewal within ~15 s of the lease (T1 = 10 s)\n{}",
+        logs()
+    );
+    ns.kill(r);
+    ns.kill(d);
+
+    // Silent network: bounded, clear, non-zero.
+    let out = run(
+        &mut ns.client_cmd(&root, &["--iface", "veth-c", "--once", "--timeout", "10"]),
+        Duration::from_secs(30),
+    );
+    assert!(!out.timed_out, "netconf --once hung:\n{out}");
+    assert!(
+        !out.success(),
+        "netconf --once succeeded without a server:\n{out}"
+    );
+    assert!(
+        out.elapsed < Duration::from_secs(20),
+        "gave up too late:\n{out}"
+    );
+    assert!(
+        out.stderr.contains("no lease within 10s"),
+        "unclear message:\n{out}"
+    );
+    eprintln!(
+        "netconf_dhcp: leased {inet}, renewed, silent network gave up after {:?}",
+        out.elapsed
+    );
+}
