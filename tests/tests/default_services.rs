@@ -50,7 +50,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const UP_TIMEOUT: Duration = Duration::from_secs(120);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default services of the catalog.
-const DEFAULTS: [&str; 5] = ["udev", "syslog", "ntp", "console", "docker"];
+const DEFAULTS: [&str; 6] = ["udev", "syslog", "network", "ntp", "console", "docker"];
 
 fn say(msg: &str) {
     let _ = std::io::stderr()
@@ -345,6 +345,7 @@ fn user_config(h: &HostDirs, ntp_extra_env: &str, extra: &str) -> String {
         "#cloud-config\nros:\n  services:\n\
          \x20   udev:\n      environment:\n        ROS_UDEV_COLDPLUG: \"0\"\n      volumes:\n{}\
          \x20   syslog:\n      environment:\n        ROS_SYSLOG_KLOGD: \"0\"\n      volumes:\n{}\
+         \x20   network:\n      volumes:\n{}\
          \x20   ntp:\n      environment:\n        ROS_NTP_NO_CLOCK: \"1\"\n        ROS_NTP_SERVERS: \"127.0.0.1\"\n{ntp_extra_env}      volumes:\n{}\
          \x20   console:\n      environment:\n        ROS_CONSOLE_GETTY: \"\"\n      volumes:\n{}\
          \x20   docker:\n      environment:\n        ROS_DOCKER_ARGS: \"--iptables=false --ip6tables=false\"\n      volumes:\n{}\
@@ -355,6 +356,10 @@ fn user_config(h: &HostDirs, ntp_extra_env: &str, extra: &str) -> String {
             v("run", "/run", ""),
         ]),
         list(vec![v("var/log", "/var/log", "")]),
+        list(vec![
+            v("@bin/ros", "/usr/bin/ros", "ro"),
+            v("etc", "/host/etc", ""),
+        ]),
         list(vec![v("var/lib/ros/ntp", "/var/lib/chrony", "")]),
         list(vec![
             v("etc/passwd", "/etc/passwd", ""),
@@ -527,7 +532,7 @@ fn default_services() {
         format!("{:?}", fs::read_link(&netns)),
     );
 
-    // --- first up: the five default services, in dependency order
+    // --- first up: the default services, in dependency order
     let up = ros(&d, &root, &["up"]);
     c.ok(&up, "ros service up (default catalog)");
     for s in DEFAULTS {
@@ -560,7 +565,7 @@ fn default_services() {
             && DEFAULTS
                 .iter()
                 .all(|s| sd_ps.lines().contains(&s.to_string())),
-        "system-docker ps lists the five services",
+        "system-docker ps lists the default services",
         &sd_ps,
     );
     let after = catalog_after(&catalog_text);

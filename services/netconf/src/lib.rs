@@ -75,6 +75,27 @@ pub enum Error {
     Resolv { path: PathBuf, source: io::Error },
 }
 
+/// The interface to configure. As a service (not `--once`), a host without one besides
+/// `lo` keeps running on loopback and takes the first interface that appears (a NIC that a
+/// module brings up late, a hot-plugged one) instead of failing and being restarted.
+fn wait_for_interface(opts: &Options) -> Result<String, Error> {
+    let mut said = false;
+    loop {
+        match iface::pick(&opts.sys_class_net) {
+            Err(Error::NoInterface(_)) if !opts.once => {
+                if !said {
+                    log::warn!(
+                        "netconf: no network interface besides lo: loopback only until one appears"
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs netconf: loopback, the interface, then DHCP in the foreground (or once).
 pub fn run(opts: &Options) -> Result<(), Error> {
     if let Err(source) = sys::link_up("lo") {
@@ -86,7 +107,7 @@ pub fn run(opts: &Options) -> Result<(), Error> {
     log::info!("netconf: lo up");
     let name = match &opts.iface {
         Some(n) => n.clone(),
-        None => iface::pick(&opts.sys_class_net)?,
+        None => wait_for_interface(opts)?,
     };
     sys::link_up(&name).map_err(|source| Error::LinkUp {
         iface: name.clone(),
