@@ -8,7 +8,7 @@ SOCK ?= /run/system-docker.sock
 
 # Debian packages the build and the tests use: real tools only (docker CLI + dockerd,
 # runc, skopeo/umoci to make test images, busybox, a registry server).
-APT_PACKAGES := docker.io runc skopeo umoci busybox-static docker-registry squashfs-tools curl jq dnsmasq
+APT_PACKAGES := docker.io runc skopeo umoci busybox-static docker-registry squashfs-tools curl jq dnsmasq cloud-init
 
 .PHONY: all deps build release fixtures images run test test-full bench fmt lint clean
 

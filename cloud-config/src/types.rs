@@ -1,0 +1,197 @@
+//! Validated newtypes for config values that end up in files or on command lines.
+//!
+//! Each `parse` returns the message shown after the key path, in the form
+//! "expected X, got Y", so a user sees what was wrong with what they wrote.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// An RFC 1123 host name: dot-separated labels of 1–63 letters, digits and hyphens, not
+/// starting or ending with a hyphen, at most 253 characters. Used for `hostname` and `fqdn`,
+/// which end up in /etc/hostname, /etc/hosts and `hostname(1)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Hostname(String);
+
+impl Hostname {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected host name (RFC 1123), got {s:?}");
+        let t = s.strip_suffix('.').unwrap_or(s);
+        if t.is_empty() || t.len() > 253 {
+            return Err(bad());
+        }
+        for label in t.split('.') {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(bad());
+            }
+        }
+        Ok(Hostname(t.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Text without line breaks or NUL: safe to put on one line of a file (authorized_keys,
+/// /etc/environment, sysctl.conf) or into one argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SingleLine(String);
+
+impl SingleLine {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.contains(['\n', '\r', '\0']) {
+            return Err(format!("expected a single line, got {s:?}"));
+        }
+        Ok(SingleLine(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file mode of at most 0o7777. Accepted as YAML integer (an unquoted `0644`, read as octal
+/// the way cloud-init's runtime does, or `420`) or as an octal string (`"0644"`, `"0o644"`,
+/// `"644"`). Symbolic modes (`rwx`) are refused: cloud-init's schema lets them through but its
+/// runtime cannot use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OctalMode(u32);
+
+impl OctalMode {
+    pub fn from_int(v: i128) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(m) if m <= 0o7777 => Ok(OctalMode(m)),
+            _ => Err(format!("expected octal mode (at most 07777), got {v}")),
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected octal mode, got {s:?}");
+        let digits = s.strip_prefix("0o").unwrap_or(s);
+        if digits.is_empty()
+            || digits.len() > 5
+            || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        {
+            return Err(bad());
+        }
+        let m = u32::from_str_radix(digits, 8).map_err(|_| bad())?;
+        if m > 0o7777 {
+            return Err(bad());
+        }
+        Ok(OctalMode(m))
+    }
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for OctalMode {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+/// Serialized as the conventional octal string (`"0644"`), which is what a reader expects.
+impl Serialize for OctalMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// An absolute, normalized-enough path: starts with `/`, no `..` component, no NUL or line
+/// break. Paths reach `open(2)` under the config root, so `..` could escape it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct AbsPath(String);
+
+impl AbsPath {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("expected absolute path, got {s:?}"));
+        }
+        if s.contains(['\n', '\r', '\0']) {
+            return Err(format!("expected a path on one line, got {s:?}"));
+        }
+        if s.split('/').any(|c| c == "..") {
+            return Err(format!("expected a path without \"..\", got {s:?}"));
+        }
+        Ok(AbsPath(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A login name as `useradd(8)` accepts it by default: lowercase letters, digits, `_`, `-`,
+/// starting with a letter or `_`, at most 32 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut bytes = s.bytes();
+        let ok = s.len() <= 32
+            && bytes
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && bytes
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(UserName(s.to_owned()))
+        } else {
+            Err(format!("expected user name, got {s:?}"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname() {
+        assert!(Hostname::parse("node-1").is_ok());
+        assert_eq!(
+            Hostname::parse("a.example.com.").unwrap().as_str(),
+            "a.example.com"
+        );
+        for bad in ["", "-a", "a-", "a..b", "a_b", "a b", &"x".repeat(64)] {
+            assert!(Hostname::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn octal_mode() {
+        assert_eq!(OctalMode::parse("0644").unwrap().bits(), 0o644);
+        assert_eq!(OctalMode::parse("0o755").unwrap().bits(), 0o755);
+        assert_eq!(OctalMode::parse("600").unwrap().to_string(), "0600");
+        assert_eq!(OctalMode::from_int(420).unwrap().bits(), 0o644);
+        assert!(OctalMode::parse("rwx").is_err());
+        assert!(OctalMode::parse("0888").is_err());
+        assert!(OctalMode::parse("17777").is_err());
+        assert!(OctalMode::from_int(-1).is_err());
+        assert!(OctalMode::from_int(0o10000).is_err());
+    }
+
+    #[test]
+    fn paths_and_lines() {
+        assert!(AbsPath::parse("/etc/x").is_ok());
+        assert!(AbsPath::parse("etc/x").is_err());
+        assert!(AbsPath::parse("/etc/../x").is_err());
+        assert!(SingleLine::parse("a\nb").is_err());
+        assert!(UserName::parse("rancher").is_ok());
+        assert!(UserName::parse("Root").is_err());
+        assert!(UserName::parse("a b").is_err());
+    }
+}
