@@ -56,6 +56,7 @@ fn main() {
     let rest: Vec<OsString> = args.collect();
     let code = match name.as_str() {
         "system-docker" => system_docker::main(rest),
+        "init" => ros_init::main(),
         _ => run_ros(),
     };
     std::process::exit(code);
