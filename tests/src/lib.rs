@@ -384,6 +384,26 @@ fn quote(s: &OsStr) -> String {
     }
 }
 
+/// `ros --root ROOT -H HOST service ARGS…`, with a DOCKER_HOST that must be ignored (on a
+/// ros host it points at the user's engine).
+pub fn ros_service(host: &str, root: &Path, args: &[&str], timeout: Duration) -> Output {
+    let mut cmd = Command::new(bin_path("ros"));
+    cmd.env("DOCKER_HOST", "unix:///nonexistent/user-docker.sock")
+        .arg("--root")
+        .arg(root)
+        .arg("-H")
+        .arg(host)
+        .arg("service")
+        .args(args);
+    run(&mut cmd, timeout)
+}
+
+/// Writes `text` to `path`, creating its parent directories.
+pub fn write_file(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(path, text).expect("write");
+}
+
 /// Runs `cmd` with stdin closed, capturing output; kills it after `timeout`.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
     run_input(cmd, None, timeout)

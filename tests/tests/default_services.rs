@@ -390,21 +390,8 @@ fn user_config(h: &HostDirs, ntp_extra_env: &str, extra: &str) -> String {
     )
 }
 
-fn write(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(path, text).expect("write");
-}
-
 fn ros(d: &NsDaemon, root: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(bin_path("ros"));
-    cmd.env("DOCKER_HOST", "unix:///nonexistent/user-docker.sock")
-        .arg("--root")
-        .arg(root)
-        .arg("-H")
-        .arg(d.host())
-        .arg("service")
-        .args(args);
-    run(&mut cmd, UP_TIMEOUT)
+    ros_tests::ros_service(&d.host(), root, args, UP_TIMEOUT)
 }
 
 /// `(service, after)` pairs from the catalog's `io.ros.after` labels (a line reader for
@@ -497,9 +484,9 @@ fn default_services() {
     let catalog_text =
         fs::read_to_string(ros_tests::workspace_dir().join("services/catalog/os-config.yml"))
             .expect("catalog");
-    write(&root.join("usr/share/ros/os-config.yml"), &catalog_text);
+    ros_tests::write_file(&root.join("usr/share/ros/os-config.yml"), &catalog_text);
     let user_path = root.join("var/lib/ros/conf/cloud-config.yml");
-    write(&user_path, &user_config(&h, "", ""));
+    ros_tests::write_file(&user_path, &user_config(&h, "", ""));
 
     // rancher's key, where the console expects it: /home/rancher/.ssh/authorized_keys.
     let key = base.join("id_ed25519");
@@ -609,7 +596,7 @@ fn default_services() {
     );
 
     // --- a changed env var of ntp recreates ntp only
-    write(
+    ros_tests::write_file(
         &user_path,
         &user_config(&h, "        ROS_TEST_MARK: \"changed\"\n", ""),
     );
@@ -801,7 +788,7 @@ fn bad_yaml(d: &NsDaemon, root: &Path, h: &HostDirs, user_path: &Path, c: &mut C
                  \x20   dangling:\n      image: ros/syslog:0.1.0\n      labels:\n        io.ros.after: no-such-svc\n\
                  \x20   typo:\n      image: ros/syslog:0.1.0\n      privilegd: true\n\
                  \x20   wrongtype:\n      image: ros/syslog:0.1.0\n      privileged: maybe\n";
-    write(
+    ros_tests::write_file(
         user_path,
         &user_config(h, "        ROS_TEST_MARK: \"changed\"\n", extra),
     );

@@ -22,22 +22,8 @@ fn prerequisites(test: &str) -> bool {
     require_root(test) && require_tool(test, "docker") && fixtures(test).is_some()
 }
 
-/// `ros --root ROOT -H <daemon> service ARGS…`, with a DOCKER_HOST that must be ignored.
 fn ros(d: &Daemon, root: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(bin_path("ros"));
-    cmd.env("DOCKER_HOST", "unix:///nonexistent/user-docker.sock")
-        .arg("--root")
-        .arg(root)
-        .arg("-H")
-        .arg(d.host())
-        .arg("service")
-        .args(args);
-    run(&mut cmd, UP_TIMEOUT)
-}
-
-fn write(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(path, text).expect("write");
+    ros_tests::ros_service(&d.host(), root, args, UP_TIMEOUT)
 }
 
 fn os_config(root: &Path) -> PathBuf {
@@ -144,8 +130,8 @@ fn services_reconcile_and_commands() {
     let root = tmp.path().join("root");
     let vol = tmp.path().join("vol");
     fs::create_dir_all(&vol).expect("mkdir vol");
-    write(&os_config(&root), &scenario_config(&vol));
-    write(
+    ros_tests::write_file(&os_config(&root), &scenario_config(&vol));
+    ros_tests::write_file(
         &root.join("usr/share/ros/catalog/extra.yml"),
         "services:\n  svc-extra:\n    image: busybox:latest\n    command: sleep 1000\n    \
          stop_grace_period: 1s\n",
@@ -259,7 +245,7 @@ fn services_reconcile_and_commands() {
     );
 
     // --- a changed field in the user config recreates only that service
-    write(
+    ros_tests::write_file(
         &user_config(&root),
         "#cloud-config\n# the user's own file\nhostname: box\nros:\n  services:\n    svc-b:\n      command: sleep 2000\n",
     );
@@ -423,7 +409,7 @@ fn bad_definitions_are_reported_and_the_rest_starts() {
     let d = Daemon::start(tmp.path());
     d.load(&fx.busybox_tar);
     let root = tmp.path().join("root");
-    write(
+    ros_tests::write_file(
         &os_config(&root),
         r#"ros:
   services:
@@ -469,7 +455,7 @@ fn bad_definitions_are_reported_and_the_rest_starts() {
 "#,
     );
     let broken = root.join("var/lib/ros/conf/cloud-config.d/50-broken.yml");
-    write(&broken, "ros:\n  services:\n    good-1: [\n");
+    ros_tests::write_file(&broken, "ros:\n  services:\n    good-1: [\n");
     let mut c = Checks::new(T);
 
     let up = ros(&d, &root, &["up"]);
