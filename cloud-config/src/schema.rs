@@ -67,6 +67,24 @@ pub struct User {
     pub ssh_authorized_keys: Option<Vec<SingleLine>>,
 }
 
+impl User {
+    /// A user with only a name (the string form of a `users:` entry).
+    pub fn named(name: UserName) -> User {
+        User {
+            name,
+            gecos: None,
+            primary_group: None,
+            groups: None,
+            homedir: None,
+            shell: None,
+            sudo: None,
+            lock_passwd: None,
+            uid: None,
+            ssh_authorized_keys: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {

@@ -338,36 +338,14 @@ impl Walker<'_> {
 
     fn user(&mut self, n: &Node, path: &str) -> R<User> {
         if let Kind::Str(_) = n.kind {
-            return Ok(User {
-                name: self.checked(n, path, UserName::parse)?,
-                gecos: None,
-                primary_group: None,
-                groups: None,
-                homedir: None,
-                shell: None,
-                sudo: None,
-                lock_passwd: None,
-                uid: None,
-                ssh_authorized_keys: None,
-            });
+            return Ok(User::named(self.checked(n, path, UserName::parse)?));
         }
         let f = self.fields(n, path, USER_KEYS, &[])?;
         let Some(name) = f.get("name") else {
             return Err(self.err(n.pos, &join(path, "name"), "missing required key"));
         };
         let name = self.checked(name, &join(path, "name"), UserName::parse)?;
-        let mut u = User {
-            name,
-            gecos: None,
-            primary_group: None,
-            groups: None,
-            homedir: None,
-            shell: None,
-            sudo: None,
-            lock_passwd: None,
-            uid: None,
-            ssh_authorized_keys: None,
-        };
+        let mut u = User::named(name);
         for (key, n) in &f {
             let n: &Node = n;
             let p = &join(path, key);
