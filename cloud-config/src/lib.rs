@@ -6,6 +6,7 @@
 //! (datasources), applying a config to the system, the network, or the `ros config` CLI.
 
 pub mod cmdline;
+pub mod load;
 pub mod merge;
 pub mod node;
 pub mod schema;

@@ -214,6 +214,18 @@ pub struct Ros {
     pub debug: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery: Option<bool>,
+    /// Seconds from boot until the ready line is due; past it init reports `degraded`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boot_timeout: Option<u64>,
+    /// Seconds a service gets to stop at shutdown before it is killed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<u64>,
+    /// Consoles (`ttyS0`, `tty1`, comma-separated) that get a root shell without a login:
+    /// the live ISO's physical consoles; never set on an installed host unless asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autologin: Option<SingleLine>,
+    /// Where the system images are (`LABEL=ROS_A`, a device, or a squashfs file): set by
+    /// the boot loader for the slot it booted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<SingleLine>,
 }

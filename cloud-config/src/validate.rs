@@ -50,6 +50,9 @@ const ROS_KEYS: &[&str] = &[
     "debug",
     "recovery",
     "boot_timeout",
+    "shutdown_timeout",
+    "autologin",
+    "images",
 ];
 const USER_KEYS: &[&str] = &[
     "name",
@@ -598,6 +601,9 @@ impl Walker<'_> {
                 "debug" => r.debug = Some(self.boolean(n, p)?),
                 "recovery" => r.recovery = Some(self.boolean(n, p)?),
                 "boot_timeout" => r.boot_timeout = Some(self.unsigned(n, p)?),
+                "shutdown_timeout" => r.shutdown_timeout = Some(self.unsigned(n, p)?),
+                "autologin" => r.autologin = Some(self.checked(n, p, SingleLine::parse)?),
+                "images" => r.images = Some(self.checked(n, p, SingleLine::parse)?),
                 other => unreachable_key(other),
             }
         }

@@ -2,17 +2,26 @@
 //! signal semantics, supervision of the configured processes, and the ordered shutdown
 //! ending in `reboot(2)`.
 //!
-//! Not here (yet): early mounts, the kernel command line, the state partition, system-docker
-//! as the supervised process. Until system-docker is wired in, the supervised processes come
-//! from the JSON file named by `ROS_INIT_PLAN` (the bring-up and test hook, see [`plan`]).
+//! On a real host (PID 1 of the initial PID namespace, no `ROS_INIT_PLAN`) it boots first:
+//! [`early`] leaves the initramfs and mounts the kernel file systems, [`boot`] loads modules,
+//! mounts the system images and the [`state`] partition, and makes the plan — system-docker
+//! and the one-shot [`bringup`] of the services, which prints the ready line. Elsewhere (the
+//! black-box tests, a developer's shell) the supervised processes come from the JSON file
+//! named by `ROS_INIT_PLAN` (see [`plan`]).
 //!
 //! Safety rule: `reboot(2)` and `kill(-1, …)` are used only when `getpid() == 1`. Run as
 //! any other process (a developer's shell, a unit test) init becomes a child subreaper, and
 //! at the end of its shutdown it exits instead.
 
+pub mod boot;
+pub mod bringup;
+pub mod disk;
+pub mod early;
+pub mod kmod;
 mod logger;
 pub mod plan;
 pub mod signals;
+pub mod state;
 pub mod supervisor;
 mod sys;
 
@@ -39,6 +48,12 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Entry point of the `init` name of the multi-call binary. As PID 1 it never returns;
 /// otherwise it returns the exit code once a shutdown signal has been handled.
 pub fn main() -> i32 {
+    if nix::unistd::getpid().as_raw() == 1 && std::env::var_os(PLAN_ENV).is_none() {
+        early::mount_proc();
+        if logger::real_init() {
+            return boot_main();
+        }
+    }
     logger::init();
     let pid1 = nix::unistd::getpid().as_raw() == 1;
     if !pid1 {
@@ -71,6 +86,50 @@ pub fn main() -> i32 {
         sup: Supervisor::new(ordered),
         grace: Duration::from_millis(plan.shutdown_grace_ms),
         no_children: false,
+        booted: false,
+        recovery_started: false,
+    };
+    init.run()
+}
+
+/// PID 1 of a real host: boot, then supervise. Never returns.
+fn boot_main() -> i32 {
+    early::console_stdio();
+    std::env::set_var(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+    let kernel = std::env::var(early::KERNEL_SECONDS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .or_else(early::uptime)
+        .unwrap_or(0.0);
+    if early::root_is_initramfs() {
+        logger::init();
+        let e = early::switch_to_tmpfs_root(kernel);
+        log::error!("cannot leave the initramfs: {e}; containers cannot run from it");
+    }
+    std::env::set_var(early::KERNEL_SECONDS_ENV, format!("{kernel:.3}"));
+    early::mount_kernel_filesystems();
+    logger::init();
+    log::info!(
+        "ros {} booting (kernel took {kernel:.2}s)",
+        env!("CARGO_PKG_VERSION")
+    );
+    let booted = boot::boot();
+    let events = Events::new();
+    let (ordered, warnings) = booted.plan.start_order();
+    for w in warnings {
+        log::warn!("plan: {w}");
+    }
+    let mut init = Init {
+        pid1: true,
+        events,
+        sup: Supervisor::new(ordered),
+        grace: Duration::from_millis(booted.plan.shutdown_grace_ms),
+        no_children: false,
+        booted: true,
+        recovery_started: false,
     };
     init.run()
 }
@@ -167,15 +226,36 @@ impl AsFdRef for SignalFd {
 /// the helpers it forked too.
 struct ProcessSpawner;
 
+/// A command from an argv with signals unblocked; the leader of its own process group
+/// when `group` (so a stop reaches the helpers it forked too).
+fn command(argv: &[String], group: bool) -> std::io::Result<Command> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    if group {
+        cmd.process_group(0);
+    }
+    sys::unblock_signals_in_child(&mut cmd);
+    Ok(cmd)
+}
+
 impl Spawner for ProcessSpawner {
     fn spawn(&mut self, spec: &ServiceSpec) -> std::io::Result<Pid> {
-        let (prog, args) = spec
-            .argv
-            .split_first()
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        let mut cmd = Command::new(prog);
-        cmd.args(args).process_group(0);
-        sys::unblock_signals_in_child(&mut cmd);
+        // A terminal's program makes its own session (`setsid -c`), which it does without
+        // forking only when it does not lead a process group.
+        let mut cmd = command(&spec.argv, spec.tty.is_none())?;
+        if let Some(tty) = &spec.tty {
+            let path = std::path::Path::new("/dev").join(tty);
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+            };
+            cmd.stdin(open()?).stdout(open()?).stderr(open()?);
+        }
         let child = cmd.spawn()?;
         let pid = i32::try_from(child.id()).map_err(|_| std::io::Error::other("pid range"))?;
         // Dropping the handle neither waits nor kills; the reaper collects the exit status.
@@ -191,6 +271,9 @@ struct Init {
     grace: Duration,
     /// The last `waitpid` said there are no children at all.
     no_children: bool,
+    /// This is a booted host: shutdown unmounts the state partition.
+    booted: bool,
+    recovery_started: bool,
 }
 
 impl Init {
@@ -201,6 +284,7 @@ impl Init {
             let sigs = self.events.wait(self.sup.next_due());
             self.reap();
             self.sup.tick(&mut ProcessSpawner, Instant::now());
+            self.check_essential();
             for sig in sigs {
                 match Shutdown::from_signal(sig) {
                     Some(how) => return self.shutdown(how, sig),
@@ -208,6 +292,73 @@ impl Init {
                     None => log::info!("{sig}: ignored"),
                 }
             }
+        }
+    }
+
+    /// When system-docker keeps failing on a booted host, a root shell on the console says
+    /// why and lets someone look, instead of a host that silently never comes up.
+    fn check_essential(&mut self) {
+        if !self.booted || self.recovery_started {
+            return;
+        }
+        let Some(slot) = self
+            .sup
+            .slots
+            .iter()
+            .find(|s| s.spec.name == "system-docker")
+        else {
+            return;
+        };
+        if slot.starts < 5 || matches!(slot.state, supervisor::State::Running { .. }) {
+            return;
+        }
+        self.recovery_started = true;
+        boot::console(&format!(
+            "ros: system-docker failed {} times (see /var/log/boot/init.log and the \
+             messages above); recovery shell on the console",
+            slot.starts
+        ));
+        let mut spec = ServiceSpec::new(
+            "recovery",
+            ["/bin/busybox", "setsid", "-c", "/bin/sh", "-l"]
+                .map(String::from)
+                .to_vec(),
+        );
+        spec.tty = Some("console".into());
+        if let Err(e) = ProcessSpawner.spawn(&spec) {
+            log::error!("recovery shell: {e}");
+        }
+    }
+
+    /// Runs a service's stop command to completion, bounded by `timeout`.
+    fn run_stop_command(&mut self, name: &str, argv: &[String], timeout: Duration) {
+        let child = match command(argv, true).and_then(|mut c| c.spawn()) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("{name}: stop command {argv:?}: {e}");
+                return;
+            }
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child);
+        let done = std::cell::Cell::new(false);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(_) | Err(_) => done.set(true),
+            }
+            if done.get() || Instant::now() >= deadline {
+                break;
+            }
+            let _ = self
+                .events
+                .wait(Some(Instant::now() + Duration::from_millis(100)));
+            self.reap();
+        }
+        if !done.get() {
+            log::warn!("{name}: stop command still running after {timeout:?}: killed");
+            Self::signal_group(pid, Signal::SIGKILL);
         }
     }
 
@@ -276,6 +427,11 @@ impl Init {
             };
             let name = self.sup.slots[i].spec.name.clone();
             let timeout = Duration::from_millis(self.sup.slots[i].spec.stop_timeout_ms);
+            let stop_argv = self.sup.slots[i].spec.stop_argv.clone();
+            if !stop_argv.is_empty() {
+                log::info!("{name}: running its stop command");
+                self.run_stop_command(&name, &stop_argv, timeout);
+            }
             log::info!("{name}: stopping (SIGTERM, {timeout:?})");
             Self::signal_group(pid, Signal::SIGTERM);
             if self.wait_until(Instant::now() + timeout, |s| s.sup.pid_of(i).is_none()) {
@@ -301,6 +457,9 @@ impl Init {
             }
         }
         nix::unistd::sync();
+        if self.booted {
+            state::teardown();
+        }
         if !self.pid1 {
             log::info!("{how:?}: not PID 1, so exiting instead of reboot(2)");
             return 0;

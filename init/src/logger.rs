@@ -40,7 +40,7 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
-fn real_init() -> bool {
+pub fn real_init() -> bool {
     nix::unistd::getpid().as_raw() == 1
         && std::fs::read_link("/proc/self/ns/pid")
             .is_ok_and(|l| l.as_os_str() == std::ffi::OsStr::new(INIT_PID_NS))

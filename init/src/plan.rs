@@ -71,6 +71,30 @@ pub struct ServiceSpec {
     pub backoff_initial_ms: u64,
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// A terminal (`ttyS0`, under /dev) for stdin, stdout and stderr instead of PID 1's.
+    #[serde(default)]
+    pub tty: Option<String>,
+    /// Run to completion (bounded by `stop_timeout_ms`) before the process is sent SIGTERM
+    /// at shutdown: how system-docker's containers are stopped in order before it is.
+    #[serde(default)]
+    pub stop_argv: Vec<String>,
+}
+
+impl ServiceSpec {
+    /// A service run as `argv`, other settings at their defaults.
+    pub fn new(name: &str, argv: Vec<String>) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_string(),
+            argv,
+            after: Vec::new(),
+            restart: Restart::No,
+            stop_timeout_ms: default_stop_timeout_ms(),
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            tty: None,
+            stop_argv: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

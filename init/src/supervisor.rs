@@ -216,13 +216,11 @@ mod tests {
 
     fn spec(name: &str, restart: Restart) -> ServiceSpec {
         ServiceSpec {
-            name: name.into(),
-            argv: vec!["x".into()],
-            after: vec![],
             restart,
             stop_timeout_ms: 1000,
             backoff_initial_ms: 100,
             backoff_max_ms: 1000,
+            ..ServiceSpec::new(name, vec!["x".into()])
         }
     }
 

@@ -3,6 +3,7 @@
 //! image carries one binary.
 
 mod netconf;
+mod power;
 mod service;
 
 use std::ffi::OsString;
@@ -57,6 +58,7 @@ fn main() {
     let code = match name.as_str() {
         "system-docker" => system_docker::main(rest),
         "init" => ros_init::main(),
+        "poweroff" | "reboot" | "halt" | "shutdown" => power::main(&name, &rest),
         _ => run_ros(),
     };
     std::process::exit(code);

@@ -56,6 +56,16 @@ enum ServiceCommand {
     },
     /// List the service containers and their status
     Ps,
+    /// (run by init at boot) bring the services up in phases and print the ready line
+    #[command(hide = true)]
+    Boot,
+    /// (run by init at shutdown) stop every service, dependents first
+    #[command(hide = true)]
+    StopAll {
+        /// Seconds each service gets before it is killed
+        #[arg(long, default_value_t = 10)]
+        timeout: i64,
+    },
 }
 
 /// Prints what loading the config reported; true when it reported anything.
@@ -91,6 +101,11 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 /// Runs a `ros service` command against the engine at `host`, with config under `paths`.
 pub fn run(host: &str, paths: &Paths, args: ServiceArgs) -> i32 {
+    match args.command {
+        ServiceCommand::Boot => return ros_init::bringup::run(),
+        ServiceCommand::StopAll { timeout } => return ros_init::bringup::stop_all(timeout),
+        _ => {}
+    }
     let engine = match DockerEngine::new(host) {
         Ok(e) => e,
         Err(e) => {
@@ -121,7 +136,11 @@ pub fn run(host: &str, paths: &Paths, args: ServiceArgs) -> i32 {
             let desired = Desired::from(&cfg);
             // A full `up` answers for the whole config; `up NAME…` for the named services.
             let config_counts = names.is_empty() && had_issues;
-            let opts = UpOptions { only: names, fresh };
+            let opts = UpOptions {
+                only: names,
+                fresh,
+                ..UpOptions::default()
+            };
             match rt.block_on(reconcile::up(&engine, &desired, &opts)) {
                 Ok(report) => {
                     let ok = print_reports(&report.services);
@@ -183,6 +202,7 @@ pub fn run(host: &str, paths: &Paths, args: ServiceArgs) -> i32 {
                 }
             }
         }
+        ServiceCommand::Boot | ServiceCommand::StopAll { .. } => 0,
         ServiceCommand::Ps => match rt.block_on(engine.list()) {
             Ok(containers) => {
                 print!("{}", status::ps_table(&containers));

@@ -5,8 +5,13 @@
 //! Precedence, low → high: `<root>/usr/share/ros/os-config.yml` (shipped defaults), the
 //! enabled catalog entries `<root>/usr/share/ros/catalog/<name>.yml`, then
 //! `<root>/var/lib/ros/conf/cloud-config.d/*.yml` by name, then the user's
-//! `<root>/var/lib/ros/conf/cloud-config.yml`. Maps merge, scalars and lists replace
+//! `<root>/var/lib/ros/conf/cloud-config.yml`, then the kernel command line
+//! (`<root>/proc/cmdline`: `ros.services.ntp.environment.X=y`,
+//! `ros.services_include.docker=false`). Maps merge, scalars and lists replace
 //! (`environment` and `labels` are maps whichever way they are written).
+//!
+//! `services_include.<name>: false` turns off a service of any layer, a default one
+//! included (a host that needs no user engine boots with `ros.services_include.docker=false`).
 //!
 //! Nothing here fails as a whole: a file that does not parse is reported with its line and
 //! column and left out; one file's definition of a service with an unknown field or a value
@@ -59,6 +64,11 @@ impl Paths {
     /// The user's edits (and `enable`/`disable`).
     pub fn user_config(&self) -> PathBuf {
         self.root.join("var/lib/ros/conf/cloud-config.yml")
+    }
+
+    /// The kernel command line (`ros.<key>=<yaml>` overrides, the highest layer).
+    pub fn cmdline(&self) -> PathBuf {
+        self.root.join("proc/cmdline")
     }
 
     /// The system engine's socket under this root, as a `-H` value.
@@ -251,6 +261,22 @@ fn read_doc(file: &Path) -> Result<Option<Value>, Box<Issue>> {
     }
 }
 
+/// The `ros.`/`rancher.` overrides of the kernel command line as a layer; `None` when the
+/// file is absent (a `--root` without `proc/`) or names none. Overrides that fail the
+/// schema are reported and left out, the others apply.
+fn cmdline_layer(file: &Path, issues: &mut Vec<Issue>) -> Option<Layer> {
+    let text = fs::read_to_string(file).ok()?;
+    let parsed = ros_cloud_config::cmdline::parse(&text);
+    for e in &parsed.errors {
+        issues.push(Issue::in_file(file, format!("{e} (override left out)")));
+    }
+    let ns = parsed.value.get("ros")?.as_object()?.clone();
+    Some(Layer {
+        file: file.to_path_buf(),
+        ns,
+    })
+}
+
 /// The `ros:` namespace of a document, `rancher:` merged under it (`ros:` wins).
 fn namespace(file: &Path, doc: &Value, issues: &mut Vec<Issue>) -> Option<Map<String, Value>> {
     let Some(top) = doc.as_object() else {
@@ -293,6 +319,9 @@ impl ServicesConfig {
                 Err(issue) => cfg.issues.push(*issue),
             }
         }
+        if let Some(layer) = cmdline_layer(&paths.cmdline(), &mut cfg.issues) {
+            layers.push(layer);
+        }
         for layer in &layers {
             cfg.read_include(layer);
         }
@@ -313,6 +342,16 @@ impl ServicesConfig {
             builder.add_layer(&layer.file, layer.ns.get("services"), None, &mut cfg.issues);
         }
         cfg.services = builder.finish(&mut cfg.issues);
+        let off: Vec<String> = cfg
+            .services
+            .keys()
+            .filter(|n| cfg.include.get(*n) == Some(&false))
+            .cloned()
+            .collect();
+        for name in off {
+            log::info!("{name}: turned off by services_include.{name}=false");
+            cfg.services.remove(&name);
+        }
         cfg
     }
 

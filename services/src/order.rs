@@ -28,6 +28,40 @@ impl Graph {
         out
     }
 
+    /// Every service, each after what it depends on (ties by name); services in a cycle
+    /// come last, by name.
+    pub fn topological(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut placed: BTreeSet<&str> = BTreeSet::new();
+        loop {
+            let ready: Vec<&String> = self
+                .deps
+                .iter()
+                .filter(|(n, ds)| {
+                    !placed.contains(n.as_str())
+                        && ds
+                            .iter()
+                            .all(|d| placed.contains(d.as_str()) || !self.deps.contains_key(d))
+                })
+                .map(|(n, _)| n)
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for n in ready {
+                placed.insert(n);
+                out.push(n.clone());
+            }
+        }
+        out.extend(
+            self.deps
+                .keys()
+                .filter(|n| !placed.contains(n.as_str()))
+                .cloned(),
+        );
+        out
+    }
+
     /// The services that depend on `name` directly.
     pub fn dependents(&self, name: &str) -> BTreeSet<String> {
         self.deps
@@ -155,6 +189,23 @@ fn cycles(g: &Graph) -> BTreeMap<String, Vec<String>> {
         out.insert((*start).clone(), path);
     }
     out
+}
+
+#[cfg(test)]
+mod topo_tests {
+    use super::*;
+
+    #[test]
+    fn topological_puts_dependencies_first() {
+        let mut g = Graph::default();
+        g.deps
+            .insert("docker".into(), ["network".to_string()].into());
+        g.deps.insert("network".into(), ["udev".to_string()].into());
+        g.deps.insert("udev".into(), BTreeSet::new());
+        g.deps.insert("a".into(), ["b".to_string()].into());
+        g.deps.insert("b".into(), ["a".to_string()].into());
+        assert_eq!(g.topological(), ["udev", "network", "docker", "a", "b"]);
+    }
 }
 
 #[cfg(test)]

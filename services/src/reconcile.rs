@@ -68,6 +68,9 @@ pub struct UpOptions {
     /// Recreate every container that is not `io.ros.persistent`, as a boot does (system
     /// containers do not keep their writable layers across boots).
     pub fresh: bool,
+    /// Services already brought up by an earlier phase of the same boot: `fresh` does not
+    /// recreate them again.
+    pub settled: BTreeSet<String>,
 }
 
 /// What happened to one service.
@@ -316,7 +319,8 @@ pub async fn up<E: Engine>(
                         continue;
                     };
                     let existing = containers.get(&name).cloned();
-                    running.push(Box::pin(ensure(engine, svc, existing, opts.fresh)));
+                    let fresh = opts.fresh && !opts.settled.contains(&name);
+                    running.push(Box::pin(ensure(engine, svc, existing, fresh)));
                     changed = true;
                 }
             }

@@ -514,6 +514,7 @@ async fn partial_up_takes_dependencies_and_leaves_the_rest() {
     let opts = UpOptions {
         only: vec!["bb".into()],
         fresh: false,
+        ..UpOptions::default()
     };
     let r = up(&e, &d, &opts).await.unwrap();
     let names: BTreeSet<&str> = r.services.iter().map(|s| s.name.as_str()).collect();
@@ -522,6 +523,7 @@ async fn partial_up_takes_dependencies_and_leaves_the_rest() {
     let bad = UpOptions {
         only: vec!["nope".into()],
         fresh: false,
+        ..UpOptions::default()
     };
     assert!(matches!(up(&e, &d, &bad).await, Err(UpError::Unknown(n)) if n == "nope"));
     let mut d2 = d.clone();
@@ -529,6 +531,7 @@ async fn partial_up_takes_dependencies_and_leaves_the_rest() {
     let opt = UpOptions {
         only: vec!["agent".into()],
         fresh: false,
+        ..UpOptions::default()
     };
     assert!(matches!(
         up(&e, &d2, &opt).await,
@@ -564,12 +567,21 @@ async fn fresh_recreates_all_but_persistent() {
     let opts = UpOptions {
         only: vec![],
         fresh: true,
+        ..UpOptions::default()
     };
     let r = up(&e, &d, &opts).await.unwrap();
     assert_eq!(r.get("console"), Some(&Outcome::Unchanged));
     assert!(
         matches!(r.get("udev"), Some(Outcome::Recreated { reason, .. }) if reason == "fresh boot")
     );
+    // A later phase of the same boot leaves what an earlier one brought up alone.
+    let later = UpOptions {
+        fresh: true,
+        settled: ["udev".to_string()].into(),
+        ..UpOptions::default()
+    };
+    let r = up(&e, &d, &later).await.unwrap();
+    assert_eq!(r.get("udev"), Some(&Outcome::Unchanged));
 }
 
 #[tokio::test]

@@ -1,0 +1,331 @@
+//! The boot of a real ros host, after [`crate::early`] has left the initramfs: kernel
+//! modules, the system images, the state partition, per-host identity, and the plan PID 1
+//! supervises — system-docker, the one-shot bring-up of the services (which prints the
+//! ready line), and root shells on the `ros.autologin` consoles.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, MsFlags};
+use ros_cloud_config::load::{load, ConfigPaths, Loaded};
+
+use crate::disk;
+use crate::kmod;
+use crate::plan::{Plan, Restart, ServiceSpec};
+use crate::state::{self, State, StateConfig};
+
+/// The modules init loads before it looks for disks (written by image-build).
+const BOOT_MODULES: &str = "/usr/share/ros/modules-boot";
+/// Where the system images' read-only store is mounted; system-docker's `--image-store`.
+pub const IMAGES_MOUNT: &str = "/usr/share/ros/images";
+/// Where the file system holding the images file is mounted.
+const BOOT_MOUNT: &str = "/run/ros/boot";
+/// The images file on a boot slot or the live ISO.
+const IMAGES_FILE: &str = "images.sqfs";
+/// The system engine's socket (DESIGN.md §4).
+pub const SYSTEM_SOCKET: &str = "/run/system-docker.sock";
+/// The boot log, on the state partition when there is one.
+pub const BOOT_LOG_DIR: &str = "/var/log/boot";
+
+/// What the boot made; the plan to supervise and what shutdown needs.
+pub struct Booted {
+    pub plan: Plan,
+    pub state: State,
+}
+
+/// The running config as far as it can be read now (the user's files live on the state
+/// partition, so this is read again once it is mounted).
+fn config() -> Loaded {
+    let loaded = load(&ConfigPaths::new("/"));
+    for e in &loaded.errors {
+        log::error!("config: {e} (left out)");
+    }
+    loaded
+}
+
+fn seconds(loaded: &Loaded, key: &str, default: u64) -> Duration {
+    Duration::from_secs(loaded.ros_u64(key).unwrap_or(default))
+}
+
+/// Loads the boot modules and those the config names (`ros.modules`).
+fn load_modules(loaded: &Loaded) {
+    let release = kmod::kernel_release();
+    let dir = Path::new("/lib/modules").join(&release);
+    let index = match kmod::ModuleIndex::load(&dir) {
+        Ok(i) => i,
+        Err(e) => {
+            log::warn!("no kernel modules for {release} ({}): {e}", dir.display());
+            return;
+        }
+    };
+    let mut names: Vec<String> = fs::read_to_string(BOOT_MODULES)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    names.extend(loaded.ros_strings("modules"));
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for (name, result) in kmod::load_modules(&index, &names) {
+        if let Err(e) = result {
+            log::warn!("module {name}: {e}");
+            failed.push(name);
+        }
+    }
+    log::info!(
+        "loaded {} kernel module(s) in {:?}{}",
+        names.len() - failed.len(),
+        started.elapsed(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} failed: {})", failed.len(), failed.join(", "))
+        }
+    );
+}
+
+fn mkdir(path: &str) {
+    let _ = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path);
+}
+
+/// Mounts the system images read-only at [`IMAGES_MOUNT`]: a squashfs device, or the
+/// `images.sqfs` file on the device `spec` names (a boot slot, the live ISO), or a file
+/// path. Returns the store directory.
+fn mount_images(spec: &str, wait: Duration) -> Result<PathBuf, String> {
+    let squashfs_file = if spec.starts_with('/') && Path::new(spec).is_file() {
+        PathBuf::from(spec)
+    } else {
+        let dev = disk::find(
+            spec,
+            Path::new("/sys"),
+            Path::new("/dev"),
+            Instant::now() + wait,
+        )
+        .map_err(|e| e.to_string())?;
+        let probe = fs::File::open(&dev)
+            .ok()
+            .and_then(|mut f| disk::probe(&mut f))
+            .ok_or_else(|| format!("{}: no file system found", dev.display()))?;
+        let fstype = probe.fs.as_str();
+        if fstype == "squashfs" {
+            mkdir(IMAGES_MOUNT);
+            return mount(
+                Some(&dev),
+                IMAGES_MOUNT,
+                Some("squashfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map(|_| PathBuf::from(IMAGES_MOUNT))
+            .map_err(|e| format!("mount {} (squashfs): {e}", dev.display()));
+        }
+        mkdir(BOOT_MOUNT);
+        mount(
+            Some(&dev),
+            BOOT_MOUNT,
+            Some(fstype),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount {} ({fstype}): {e}", dev.display()))?;
+        Path::new(BOOT_MOUNT).join(IMAGES_FILE)
+    };
+    let dev = disk::loop_attach(&squashfs_file, true)
+        .map_err(|e| format!("loop device for {}: {e}", squashfs_file.display()))?;
+    let loop_path = dev.path().to_path_buf();
+    mkdir(IMAGES_MOUNT);
+    mount(
+        Some(&loop_path),
+        IMAGES_MOUNT,
+        Some("squashfs"),
+        MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount {} (squashfs): {e}", squashfs_file.display()))?;
+    // The mount holds the loop device now; it clears itself when the squashfs is unmounted.
+    drop(dev);
+    Ok(PathBuf::from(IMAGES_MOUNT))
+}
+
+/// Per-host identity, made at first boot and kept on the state partition: machine-id.
+fn identity() {
+    let kept = Path::new("/var/lib/ros/machine-id");
+    let id = match fs::read_to_string(kept) {
+        Ok(id) if id.trim().len() == 32 => id.trim().to_string(),
+        _ => {
+            let id = disk::random_guid()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>();
+            mkdir("/var/lib/ros");
+            if let Err(e) = fs::write(kept, format!("{id}\n")) {
+                log::warn!("cannot keep the machine-id in {}: {e}", kept.display());
+            }
+            log::info!("first boot: machine-id {id}");
+            id
+        }
+    };
+    mkdir("/etc");
+    let _ = fs::write("/etc/machine-id", format!("{id}\n"));
+}
+
+fn hostname(loaded: &Loaded) {
+    let name = loaded
+        .value
+        .get("hostname")
+        .and_then(|v| v.as_str())
+        .unwrap_or("ros");
+    if let Err(e) = nix::unistd::sethostname(name) {
+        log::warn!("sethostname {name}: {e}");
+    }
+    let _ = fs::write("/etc/hostname", format!("{name}\n"));
+}
+
+/// Appends a line to the boot log (best effort; rotated at 1 MiB, one old copy kept).
+pub fn boot_log(line: &str) {
+    mkdir(BOOT_LOG_DIR);
+    let path = Path::new(BOOT_LOG_DIR).join("init.log");
+    if fs::metadata(&path).is_ok_and(|m| m.len() > 1 << 20) {
+        let _ = fs::rename(&path, path.with_extension("log.1"));
+    }
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Says something on the console itself (not only through the log).
+pub fn console(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    boot_log(line);
+}
+
+fn protect_from_oom() {
+    if let Err(e) = fs::write("/proc/self/oom_score_adj", "-1000") {
+        log::warn!("oom_score_adj: {e}");
+    }
+}
+
+/// Everything between the early mounts and supervision.
+pub fn boot() -> Booted {
+    protect_from_oom();
+    let loaded = config();
+    load_modules(&loaded);
+    let wait = seconds(&loaded, "state.wait", 3);
+    let images_spec = loaded
+        .ros_str("images")
+        .unwrap_or("LABEL=ROS_A")
+        .to_string();
+    let images = match mount_images(&images_spec, wait) {
+        Ok(dir) => {
+            log::info!("system images: {images_spec} mounted at {}", dir.display());
+            Some(dir)
+        }
+        Err(e) => {
+            console(&format!(
+                "ros: no system images ({images_spec}): {e}; services cannot start"
+            ));
+            None
+        }
+    };
+    let state_cfg = StateConfig {
+        dev: loaded
+            .ros_str("state.dev")
+            .map_or_else(|| StateConfig::default().dev, str::to_owned),
+        wait,
+        autoformat: loaded.ros_strings("state.autoformat"),
+        fstype: loaded.ros_str("state.fstype").unwrap_or("ext4").to_string(),
+    };
+    let state = state::setup(&state_cfg);
+    match &state {
+        State::Mounted { dev, formatted } => {
+            log::info!(
+                "state partition {} mounted at {}{}",
+                dev.display(),
+                state::STATE_MOUNT,
+                if *formatted {
+                    " (formatted on this boot)"
+                } else {
+                    ""
+                }
+            );
+        }
+        State::Ram(why) => console(&format!(
+            "ros: {why}: running from RAM; nothing is kept across reboots"
+        )),
+    }
+    // The user's config is on the state partition: read everything again.
+    let loaded = config();
+    identity();
+    hostname(&loaded);
+    Booted {
+        plan: production_plan(&loaded, images.as_deref()),
+        state,
+    }
+}
+
+/// What PID 1 supervises on a booted host.
+fn production_plan(loaded: &Loaded, images: Option<&Path>) -> Plan {
+    let stop = seconds(loaded, "shutdown_timeout", 10);
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut daemon = s(&[
+        "/usr/bin/system-docker",
+        "daemon",
+        "-H",
+        &format!("unix://{SYSTEM_SOCKET}"),
+        "--data-root",
+        "/var/lib/system-docker",
+    ]);
+    if let Some(dir) = images {
+        daemon.push("--image-store".into());
+        daemon.push(dir.display().to_string());
+    }
+    let mut services = vec![
+        ServiceSpec {
+            restart: Restart::Always,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 10_000,
+            // Every service gets the shutdown timeout; the engine a little more.
+            stop_timeout_ms: (stop.as_millis() as u64).saturating_mul(6) + 5_000,
+            stop_argv: s(&[
+                "/usr/bin/ros",
+                "service",
+                "stop-all",
+                "--timeout",
+                &stop.as_secs().to_string(),
+            ]),
+            ..ServiceSpec::new("system-docker", daemon)
+        },
+        ServiceSpec {
+            after: vec!["system-docker".into()],
+            ..ServiceSpec::new("services", s(&["/usr/bin/ros", "service", "boot"]))
+        },
+    ];
+    if let Some(ttys) = loaded.ros_str("autologin") {
+        for tty in ttys.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let tty = tty.trim_start_matches("/dev/");
+            log::info!("autologin: a root shell on {tty} (ros.autologin)");
+            services.push(ServiceSpec {
+                restart: Restart::Always,
+                backoff_initial_ms: 1000,
+                tty: Some(tty.to_string()),
+                stop_timeout_ms: 1000,
+                ..ServiceSpec::new(
+                    &format!("autologin-{tty}"),
+                    s(&["/bin/busybox", "setsid", "-c", "/bin/sh", "-l"]),
+                )
+            });
+        }
+    }
+    Plan {
+        services,
+        ..Plan::default()
+    }
+}

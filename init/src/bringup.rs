@@ -1,0 +1,232 @@
+//! The services at boot, in phases — udev, then network, then cloud-init, then the rest —
+//! and the ready line (DESIGN.md §4); and their ordered stop at shutdown.
+//!
+//! Run by PID 1 as a one-shot child (`ros service boot`), so a failure here can never take
+//! PID 1 down. The ready line is printed once, when every enabled long-running service's
+//! container is running (create-only services created, `detach: false` jobs finished):
+//! `ros: ready in 7.42s (kernel 1.71s, userland 5.71s)`. When `ros.boot_timeout` passes
+//! first: `ros: degraded: <service>[,…]`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ros_cloud_config::load::{load, ConfigPaths};
+use ros_services::reconcile::{self, Desired, Outcome, UpOptions};
+use ros_services::{order, DockerEngine, Engine, Paths, ServicesConfig};
+
+use crate::boot::{boot_log, SYSTEM_SOCKET};
+use crate::early::{uptime, KERNEL_SECONDS_ENV};
+
+/// The boot phases: each a service brought up (with what it needs) before the next.
+const PHASES: [&str; 3] = ["udev", "network", "cloud-init"];
+/// Default `ros.boot_timeout`, seconds since the kernel started.
+const BOOT_TIMEOUT: u64 = 300;
+
+/// `ros: ready in …` from uptimes in seconds.
+pub fn ready_line(total: f64, kernel: f64) -> String {
+    format!(
+        "ros: ready in {total:.2}s (kernel {kernel:.2}s, userland {:.2}s)",
+        (total - kernel).max(0.0)
+    )
+}
+
+/// `ros: degraded: a,b`.
+pub fn degraded_line(missing: &BTreeSet<String>) -> String {
+    format!(
+        "ros: degraded: {}",
+        missing.iter().cloned().collect::<Vec<_>>().join(",")
+    )
+}
+
+fn say(line: &str) {
+    println!("{line}");
+    boot_log(line);
+    log::info!("{line}");
+}
+
+/// Brings the services up and prints the ready (or degraded) line. Exit code: 0 ready,
+/// 1 degraded.
+pub fn run() -> i32 {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        say(&degraded_line(&["services".to_string()].into()));
+        return 1;
+    };
+    rt.block_on(bring_up())
+}
+
+async fn bring_up() -> i32 {
+    let loaded = load(&ConfigPaths::new("/"));
+    let timeout = loaded.ros_u64("boot_timeout").unwrap_or(BOOT_TIMEOUT) as f64;
+    let kernel: f64 = std::env::var(KERNEL_SECONDS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let remaining = || Duration::from_secs_f64((timeout - uptime().unwrap_or(0.0)).max(0.0));
+
+    let engine = match DockerEngine::new(&format!("unix://{SYSTEM_SOCKET}")) {
+        Ok(e) => e,
+        Err(e) => {
+            say(&format!("ros: system-docker: {e}"));
+            say(&degraded_line(&["system-docker".to_string()].into()));
+            return 1;
+        }
+    };
+    let answered = tokio::time::timeout(remaining(), async {
+        loop {
+            if engine.client().ping().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if answered.is_err() {
+        say(&degraded_line(&["system-docker".to_string()].into()));
+        return 1;
+    }
+
+    let cfg = ServicesConfig::load(&Paths::new("/"));
+    for issue in &cfg.issues {
+        say(&format!("ros: config: {issue}"));
+    }
+    let desired = Desired::from(&cfg);
+    let mut settled = BTreeSet::new();
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    let phases = PHASES
+        .iter()
+        .filter(|p| desired.services.contains_key(**p))
+        .map(|p| vec![p.to_string()])
+        .chain(std::iter::once(Vec::new()));
+    for only in phases {
+        let opts = UpOptions {
+            only: only.clone(),
+            fresh: true,
+            settled: settled.clone(),
+        };
+        match tokio::time::timeout(remaining(), reconcile::up(&engine, &desired, &opts)).await {
+            Ok(Ok(report)) => {
+                for r in report.services {
+                    settled.insert(r.name.clone());
+                    outcomes.insert(r.name, r.outcome);
+                }
+            }
+            Ok(Err(e)) => log::error!("services {only:?}: {e}"),
+            Err(_) => break,
+        }
+    }
+
+    // Ready when every long-running service runs; jobs and create-only ones count once
+    // the reconciler said they succeeded.
+    let long_running: BTreeSet<String> = desired
+        .services
+        .iter()
+        .filter(|(_, s)| s.as_ref().map_or(true, |s| s.detach() && !s.createonly()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let others_ok = desired
+        .services
+        .keys()
+        .filter(|n| !long_running.contains(*n))
+        .filter(|n| {
+            outcomes
+                .get(*n)
+                .is_none_or(|o| o.is_failure() || matches!(o, Outcome::Skipped(_)))
+        })
+        .cloned()
+        .collect::<BTreeSet<String>>();
+    let mut missing = long_running.clone();
+    loop {
+        if let Ok(list) = engine.list().await {
+            let running: BTreeSet<&str> = list
+                .iter()
+                .filter(|c| c.running())
+                .map(|c| c.service.as_str())
+                .collect();
+            missing = long_running
+                .iter()
+                .filter(|n| !running.contains(n.as_str()))
+                .cloned()
+                .collect();
+        }
+        if missing.is_empty() && others_ok.is_empty() {
+            let total = uptime().unwrap_or(0.0);
+            say(&ready_line(total, kernel));
+            return 0;
+        }
+        if remaining().is_zero() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    missing.extend(others_ok);
+    for name in &missing {
+        if let Some(o) = outcomes.get(name) {
+            say(&format!("ros: {name}: {o:?}"));
+        }
+    }
+    say(&degraded_line(&missing));
+    1
+}
+
+/// Stops every service container, dependents before what they depend on, each within
+/// `timeout` seconds. Exit code 0 when all stopped.
+pub fn stop_all(timeout: i64) -> i32 {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 1;
+    };
+    rt.block_on(async {
+        let engine = match DockerEngine::new(&format!("unix://{SYSTEM_SOCKET}")) {
+            Ok(e) => e,
+            Err(_) => return 1,
+        };
+        let Ok(list) = engine.list().await else {
+            return 1;
+        };
+        let cfg = ServicesConfig::load(&Paths::new("/"));
+        let desired = Desired::from(&cfg);
+        let nodes = desired
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.as_ref().ok()))
+            .collect();
+        let (graph, _) = order::graph(&nodes, &desired.optional);
+        let start_order = graph.topological();
+        let rank = |name: &str| start_order.iter().position(|n| n == name);
+        let mut running: Vec<_> = list.into_iter().filter(|c| c.running()).collect();
+        // Unknown (unconfigured) containers first, then reverse start order.
+        running.sort_by_key(|c| std::cmp::Reverse(rank(&c.service).unwrap_or(usize::MAX)));
+        let mut code = 0;
+        for c in running {
+            let t = desired.stop_timeout(&c.service).unwrap_or(timeout);
+            log::info!("stopping {} ({t}s)", c.service);
+            if let Err(e) = engine.stop(&c.id, Some(t)).await {
+                log::warn!("stopping {}: {e}", c.service);
+                code = 1;
+            }
+        }
+        code
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        assert_eq!(
+            ready_line(7.4249, 1.71),
+            "ros: ready in 7.42s (kernel 1.71s, userland 5.71s)"
+        );
+        assert_eq!(
+            degraded_line(&["ntp".to_string(), "docker".to_string()].into()),
+            "ros: degraded: docker,ntp"
+        );
+    }
+}

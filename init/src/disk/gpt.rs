@@ -1,0 +1,353 @@
+//! GUID partition tables: reading the partition names (for `PARTLABEL=`) and writing the
+//! one-partition table `ros.state.autoformat` puts on a blank disk (UEFI spec 2.10 §5.3).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::Path;
+
+use super::probe::read_at;
+use super::{is_blank_file, DiskError};
+
+/// "Linux filesystem data", 0FC63DAF-8483-4772-8E79-3D69D8477DE4, in the order it is written.
+pub const LINUX_FS_TYPE: [u8; 16] = [
+    0x0F, 0xC6, 0x3D, 0xAF, 0x84, 0x83, 0x47, 0x72, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4,
+];
+
+const SIGNATURE: &[u8; 8] = b"EFI PART";
+const HEADER_SIZE: u32 = 92;
+const ENTRY_COUNT: u32 = 128;
+const ENTRY_SIZE: u32 = 128;
+const ENTRIES_BYTES: u64 = ENTRY_COUNT as u64 * ENTRY_SIZE as u64;
+/// Partitions start and end on 1 MiB boundaries, as every partitioning tool does today.
+const ALIGN: u64 = 1 << 20;
+
+/// A GUID as the [u8; 16] of its text form (`0FC63DAF-8483-…` → `[0x0F, 0xC6, …]`).
+/// GPT stores the first three fields little-endian; these convert between the two.
+pub fn guid_to_disk(g: &[u8; 16]) -> [u8; 16] {
+    let mut d = *g;
+    d[0..4].reverse();
+    d[4..6].reverse();
+    d[6..8].reverse();
+    d
+}
+
+/// The inverse of [`guid_to_disk`] (the swap is its own inverse).
+pub fn guid_from_disk(d: &[u8; 16]) -> [u8; 16] {
+    guid_to_disk(d)
+}
+
+/// A GUID in text form, lowercase, as blkid prints PARTUUIDs.
+pub fn format_guid(g: &[u8; 16]) -> String {
+    let h = |r: std::ops::Range<usize>| g[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h(0..4),
+        h(4..6),
+        h(6..8),
+        h(8..10),
+        h(10..16)
+    )
+}
+
+/// One used entry of a GPT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptPartition {
+    /// 1-based, as in the device name (`vda1`).
+    pub index: u32,
+    pub name: String,
+    /// Text-form byte order (see [`guid_to_disk`]).
+    pub type_guid: [u8; 16],
+    /// Text-form byte order; this is the PARTUUID.
+    pub part_guid: [u8; 16],
+    pub first_lba: u64,
+    pub last_lba: u64,
+}
+
+/// The used entries of the primary GPT in `r`, or nothing when there is no valid one
+/// (missing signature or a CRC that does not match). Tries 512- and 4096-byte sectors.
+pub fn gpt_partitions<R: Read + Seek>(r: &mut R) -> Vec<GptPartition> {
+    [512u64, 4096]
+        .into_iter()
+        .find_map(|sector| read_gpt(r, sector))
+        .unwrap_or_default()
+}
+
+/// `(index, name)` of every used entry of the primary GPT in `r`; see [`gpt_partitions`].
+pub fn gpt_partition_names<R: Read + Seek>(r: &mut R) -> Vec<(u32, String)> {
+    gpt_partitions(r)
+        .into_iter()
+        .map(|p| (p.index, p.name))
+        .collect()
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+fn read_gpt<R: Read + Seek>(r: &mut R, sector: u64) -> Option<Vec<GptPartition>> {
+    let hdr: [u8; 512] = read_at(r, sector)?;
+    if &hdr[0..8] != SIGNATURE {
+        return None;
+    }
+    let header_size = u32_at(&hdr, 12) as usize;
+    if !(92..=512).contains(&header_size) {
+        return None;
+    }
+    let mut zeroed = hdr[..header_size].to_vec();
+    zeroed[16..20].fill(0);
+    if crc32fast::hash(&zeroed) != u32_at(&hdr, 16) {
+        return None;
+    }
+    let entries_lba = u64_at(&hdr, 72);
+    let count = u32_at(&hdr, 80);
+    let size = u32_at(&hdr, 84);
+    // Bound what a corrupt or hostile header can make PID 1 allocate.
+    if count == 0 || count > 4096 || !(128..=4096).contains(&size) || !size.is_multiple_of(8) {
+        return None;
+    }
+    let mut table = vec![0u8; count as usize * size as usize];
+    r.seek(SeekFrom::Start(entries_lba.checked_mul(sector)?))
+        .ok()?;
+    r.read_exact(&mut table).ok()?;
+    if crc32fast::hash(&table) != u32_at(&hdr, 88) {
+        return None;
+    }
+    let parts = table
+        .chunks_exact(size as usize)
+        .zip(1u32..)
+        .filter(|(e, _)| e[0..16].iter().any(|&b| b != 0))
+        .map(|(e, index)| {
+            let mut type_guid = [0u8; 16];
+            type_guid.copy_from_slice(&e[0..16]);
+            let mut part_guid = [0u8; 16];
+            part_guid.copy_from_slice(&e[16..32]);
+            let units: Vec<u16> = e[56..128]
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .take_while(|&u| u != 0)
+                .collect();
+            GptPartition {
+                index,
+                name: String::from_utf16_lossy(&units),
+                type_guid: guid_from_disk(&type_guid),
+                part_guid: guid_from_disk(&part_guid),
+                first_lba: u64_at(e, 32),
+                last_lba: u64_at(e, 40),
+            }
+        })
+        .collect();
+    Some(parts)
+}
+
+/// Where the pieces of a one-partition GPT go on a disk of `sectors` sectors of `ss` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    ss: u64,
+    sectors: u64,
+    entry_sectors: u64,
+    first_usable: u64,
+    last_usable: u64,
+    part_first: u64,
+    part_last: u64,
+}
+
+impl Layout {
+    fn new(ss: u64, size: u64) -> Option<Layout> {
+        let sectors = size / ss;
+        let entry_sectors = ENTRIES_BYTES.div_ceil(ss);
+        let first_usable = 2 + entry_sectors;
+        let last_usable = sectors.checked_sub(2 + entry_sectors)?;
+        let align = (ALIGN / ss).max(1);
+        let part_first = align.max(first_usable.next_multiple_of(align));
+        let aligned_end = ((last_usable + 1) / align * align).checked_sub(1)?;
+        let part_last = if aligned_end > part_first {
+            aligned_end
+        } else {
+            last_usable
+        };
+        (part_last > part_first).then_some(Layout {
+            ss,
+            sectors,
+            entry_sectors,
+            first_usable,
+            last_usable,
+            part_first,
+            part_last,
+        })
+    }
+}
+
+fn header(
+    l: &Layout,
+    disk_guid: &[u8; 16],
+    entries_crc: u32,
+    this_lba: u64,
+    other_lba: u64,
+    entries_lba: u64,
+) -> Vec<u8> {
+    let mut h = vec![0u8; l.ss as usize];
+    h[0..8].copy_from_slice(SIGNATURE);
+    h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+    h[12..16].copy_from_slice(&HEADER_SIZE.to_le_bytes());
+    h[24..32].copy_from_slice(&this_lba.to_le_bytes());
+    h[32..40].copy_from_slice(&other_lba.to_le_bytes());
+    h[40..48].copy_from_slice(&l.first_usable.to_le_bytes());
+    h[48..56].copy_from_slice(&l.last_usable.to_le_bytes());
+    h[56..72].copy_from_slice(&guid_to_disk(disk_guid));
+    h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+    h[80..84].copy_from_slice(&ENTRY_COUNT.to_le_bytes());
+    h[84..88].copy_from_slice(&ENTRY_SIZE.to_le_bytes());
+    h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
+    let crc = crc32fast::hash(&h[..HEADER_SIZE as usize]);
+    h[16..20].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn protective_mbr(l: &Layout) -> Vec<u8> {
+    let mut m = vec![0u8; l.ss as usize];
+    let p = &mut m[446..462];
+    // CHS fields as every tool writes them for a protective MBR: start 0/0/2, end maxed.
+    p[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
+    p[4] = 0xEE;
+    p[5..8].copy_from_slice(&[0xFF, 0xFF, 0xFF]);
+    p[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let covered = u32::try_from(l.sectors - 1).unwrap_or(u32::MAX);
+    p[12..16].copy_from_slice(&covered.to_le_bytes());
+    m[510] = 0x55;
+    m[511] = 0xAA;
+    m
+}
+
+fn entries(l: &Layout, name: &str, part_guid: &[u8; 16]) -> Vec<u8> {
+    let mut t = vec![0u8; (l.entry_sectors * l.ss) as usize];
+    let e = &mut t[0..ENTRY_SIZE as usize];
+    e[0..16].copy_from_slice(&guid_to_disk(&LINUX_FS_TYPE));
+    e[16..32].copy_from_slice(&guid_to_disk(part_guid));
+    e[32..40].copy_from_slice(&l.part_first.to_le_bytes());
+    e[40..48].copy_from_slice(&l.part_last.to_le_bytes());
+    // The name field holds 36 UTF-16 code units; longer names are cut.
+    for (i, unit) in name.encode_utf16().take(36).enumerate() {
+        e[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+    }
+    t
+}
+
+/// The logical sector size: what the kernel says for a block device, 512 for a file.
+fn sector_size(f: &File) -> io::Result<u64> {
+    if f.metadata()?.file_type().is_block_device() {
+        Ok(u64::from(crate::sys::blksszget(f)?))
+    } else {
+        Ok(512)
+    }
+}
+
+/// Writes a GPT with one "Linux filesystem" partition named `part_name` spanning the blank
+/// device or image `path`: protective MBR, primary header and entries, backup entries and
+/// header, then fsync. The partition starts at 1 MiB and ends on the last 1 MiB boundary
+/// that fits. GUIDs are in text-form byte order (see [`super::random_guid`]). Refuses a
+/// device that is not blank (see [`super::is_blank`]). Returns the partition's first LBA.
+pub fn write_single_partition_gpt(
+    path: &Path,
+    part_name: &str,
+    disk_guid: [u8; 16],
+    part_guid: [u8; 16],
+) -> io::Result<u64> {
+    let io_err = |op: &'static str| {
+        move |source: io::Error| DiskError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening"))?;
+    let size = f
+        .seek(SeekFrom::End(0))
+        .map_err(io_err("finding the size of"))?;
+    let ss = sector_size(&f).map_err(io_err("reading the sector size of"))?;
+    let layout = Layout::new(ss, size).ok_or_else(|| DiskError::TooSmall {
+        path: path.to_path_buf(),
+        size,
+    })?;
+    if !is_blank_file(&mut f, size).map_err(io_err("reading"))? {
+        return Err(DiskError::NotBlank {
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
+    let table = entries(&layout, part_name, &part_guid);
+    let entries_crc = crc32fast::hash(&table[..ENTRIES_BYTES as usize]);
+    let last = layout.sectors - 1;
+    let backup_entries = last - layout.entry_sectors;
+    let primary = header(&layout, &disk_guid, entries_crc, 1, last, 2);
+    let backup = header(&layout, &disk_guid, entries_crc, last, 1, backup_entries);
+    // Backup first: until the primary header lands, nothing reads this as a GPT.
+    let writes: [(u64, &[u8]); 5] = [
+        (backup_entries, &table),
+        (last, &backup),
+        (2, &table),
+        (1, &primary),
+        (0, &protective_mbr(&layout)),
+    ];
+    for (lba, bytes) in writes {
+        f.write_all_at(bytes, lba * ss)
+            .map_err(io_err("writing the partition table to"))?;
+    }
+    f.sync_all().map_err(io_err("syncing"))?;
+    Ok(layout.part_first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_of_64_mib() {
+        let l = Layout::new(512, 64 << 20).unwrap();
+        assert_eq!(l.first_usable, 34);
+        assert_eq!(l.last_usable, 131072 - 34);
+        assert_eq!(l.part_first, 2048);
+        assert_eq!(l.part_last, 63 * 2048 - 1);
+        let l4k = Layout::new(4096, 64 << 20).unwrap();
+        assert_eq!(
+            (l4k.first_usable, l4k.part_first, l4k.part_last),
+            (6, 256, 63 * 256 - 1)
+        );
+    }
+
+    #[test]
+    fn layout_refuses_tiny_disks() {
+        assert_eq!(Layout::new(512, 1 << 20), None);
+        assert_eq!(Layout::new(512, 0), None);
+        // 1 MiB + 40 KiB: no whole aligned MiB, so the partition ends at the last usable LBA.
+        let l = Layout::new(512, (1 << 20) + 40 * 1024).unwrap();
+        assert_eq!(l.part_last, l.last_usable);
+    }
+
+    #[test]
+    fn guid_byte_order() {
+        assert_eq!(
+            guid_to_disk(&LINUX_FS_TYPE),
+            [
+                0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47,
+                0x7D, 0xE4
+            ]
+        );
+        assert_eq!(
+            format_guid(&LINUX_FS_TYPE),
+            "0fc63daf-8483-4772-8e79-3d69d8477de4"
+        );
+    }
+}

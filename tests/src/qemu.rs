@@ -1,0 +1,398 @@
+//! The QEMU harness of the VM tests: command lines from small pure functions, one VM per
+//! [`Vm`], its serial console captured (to memory and a log file per test) and driven
+//! (a shell on the serial console where SSH is not there yet), polling with deadlines, and
+//! the VM killed when the [`Vm`] is dropped.
+//!
+//! TCG by default: nested KVM on the build machines hangs guests. `ROS_TEST_KVM=1` asks for
+//! KVM (used only when /dev/kvm exists). The network is QEMU's user network with
+//! `restrict=on` — nothing leaves the machine — plus explicit forwards.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary the tests use.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// A disk attached to the VM, in attachment order (the first is /dev/vda).
+#[derive(Clone, Debug)]
+pub struct Drive {
+    pub file: PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    pub read_only: bool,
+}
+
+impl Drive {
+    pub fn raw(file: impl Into<PathBuf>) -> Drive {
+        Drive {
+            file: file.into(),
+            format: "raw".into(),
+            read_only: false,
+        }
+    }
+
+    pub fn qcow2(file: impl Into<PathBuf>) -> Drive {
+        Drive {
+            format: "qcow2".into(),
+            ..Drive::raw(file)
+        }
+    }
+
+    pub fn read_only(mut self) -> Drive {
+        self.read_only = true;
+        self
+    }
+}
+
+/// What a VM boots and with what.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub append: String,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub drives: Vec<Drive>,
+    /// `(host port on 127.0.0.1, guest port)` TCP forwards of the user network.
+    pub forwards: Vec<(u16, u16)>,
+    /// No network device at all.
+    pub no_network: bool,
+    pub kvm: bool,
+}
+
+impl VmConfig {
+    pub fn new(kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> VmConfig {
+        VmConfig {
+            kernel: kernel.into(),
+            initrd: initrd.into(),
+            append: "console=ttyS0 panic=-1".into(),
+            memory_mb: 1024,
+            cpus: 2,
+            drives: Vec::new(),
+            forwards: Vec::new(),
+            no_network: false,
+            kvm: kvm_wanted(),
+        }
+    }
+}
+
+/// Whether the environment asks for KVM and the machine has it.
+pub fn kvm_wanted() -> bool {
+    std::env::var("ROS_TEST_KVM").is_ok_and(|v| v == "1") && Path::new("/dev/kvm").exists()
+}
+
+/// The `-nic` argument: user networking, restricted, with the forwards.
+pub fn nic_arg(forwards: &[(u16, u16)]) -> String {
+    let mut s = String::from("user,model=virtio-net-pci,restrict=on");
+    for (host, guest) in forwards {
+        let _ = write!(s, ",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
+    }
+    s
+}
+
+/// The `-drive` argument of a disk.
+pub fn drive_arg(d: &Drive) -> String {
+    let mut s = format!(
+        "file={},if=virtio,format={},cache=unsafe",
+        d.file.display(),
+        d.format
+    );
+    if d.read_only {
+        s.push_str(",readonly=on");
+    }
+    s
+}
+
+/// The whole QEMU argument list (without the program name).
+pub fn qemu_args(c: &VmConfig) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "-machine".into(),
+        if c.kvm {
+            "q35,accel=kvm"
+        } else {
+            "q35,accel=tcg"
+        }
+        .into(),
+        "-cpu".into(),
+        if c.kvm { "host" } else { "max" }.into(),
+        "-smp".into(),
+        c.cpus.to_string(),
+        "-m".into(),
+        c.memory_mb.to_string(),
+        "-display".into(),
+        "none".into(),
+        "-monitor".into(),
+        "none".into(),
+        "-serial".into(),
+        "stdio".into(),
+        "-no-reboot".into(),
+        "-kernel".into(),
+        c.kernel.display().to_string(),
+        "-initrd".into(),
+        c.initrd.display().to_string(),
+        "-append".into(),
+        c.append.clone(),
+        "-device".into(),
+        "virtio-rng-pci".into(),
+    ];
+    for d in &c.drives {
+        a.push("-drive".into());
+        a.push(drive_arg(d));
+    }
+    if c.no_network {
+        a.push("-nic".into());
+        a.push("none".into());
+    } else {
+        a.push("-nic".into());
+        a.push(nic_arg(&c.forwards));
+    }
+    a
+}
+
+/// A running VM. Dropping it kills QEMU.
+pub struct Vm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    serial: Arc<Mutex<Vec<u8>>>,
+    pub log: PathBuf,
+    started: Instant,
+    commands: u32,
+}
+
+impl Vm {
+    /// Starts QEMU; the serial console goes to memory and to `log`.
+    pub fn start(c: &VmConfig, log: &Path) -> std::io::Result<Vm> {
+        let mut child = Command::new(QEMU)
+            .args(qemu_args(c))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let serial = Arc::new(Mutex::new(Vec::new()));
+        let mut file = fs::File::create(log)?;
+        let _ = writeln!(file, "# {} {}", QEMU, qemu_args(c).join(" "));
+        for (mut pipe, tag) in [
+            (
+                Box::new(
+                    child
+                        .stdout
+                        .take()
+                        .ok_or_else(|| std::io::Error::other("no pipe"))?,
+                ) as Box<dyn Read + Send>,
+                "",
+            ),
+            (
+                Box::new(
+                    child
+                        .stderr
+                        .take()
+                        .ok_or_else(|| std::io::Error::other("no pipe"))?,
+                ),
+                "qemu: ",
+            ),
+        ] {
+            let serial = Arc::clone(&serial);
+            let mut file = file.try_clone()?;
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut chunk = tag.as_bytes().to_vec();
+                            chunk.extend_from_slice(&buf[..n]);
+                            let _ = file.write_all(&chunk);
+                            if let Ok(mut s) = serial.lock() {
+                                s.extend_from_slice(&chunk);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        Ok(Vm {
+            child,
+            stdin,
+            serial,
+            log: log.to_path_buf(),
+            started: Instant::now(),
+            commands: 0,
+        })
+    }
+
+    /// Everything the serial console printed so far (lossy UTF-8, `\r` removed).
+    pub fn output(&self) -> String {
+        let bytes = self.serial.lock().map(|s| s.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).replace('\r', "")
+    }
+
+    fn len(&self) -> usize {
+        self.serial.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// The last `n` lines of output, for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let out = self.output();
+        let lines: Vec<&str> = out.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Time since QEMU was started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until a line printed after byte `from` satisfies `pred`; that line.
+    fn wait_line_from(
+        &mut self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let bytes = self.serial.lock().map(|s| s.clone()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes[from.min(bytes.len())..]).replace('\r', "");
+            // Only complete lines.
+            let complete = match text.rfind('\n') {
+                Some(i) => &text[..i],
+                None => "",
+            };
+            if let Some(l) = complete.lines().find(|l| pred(l)) {
+                return Some(l.to_string());
+            }
+            if Instant::now() >= deadline || self.exited() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a line containing `needle` anywhere in the output.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_line_from(0, timeout, |l| l.contains(needle))
+    }
+
+    /// Waits for the first line that contains any of `needles`.
+    pub fn wait_for_any(&mut self, needles: &[&str], timeout: Duration) -> Option<String> {
+        self.wait_line_from(0, timeout, |l| needles.iter().any(|n| l.contains(n)))
+    }
+
+    /// Types a line on the serial console.
+    pub fn send(&mut self, line: &str) {
+        if let Some(stdin) = &mut self.stdin {
+            let _ = stdin.write_all(line.as_bytes());
+            let _ = stdin.write_all(b"\n");
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Runs `cmd` in the serial console's shell; its output and exit code, or `None` when
+    /// it did not finish within `timeout`. The end marker is computed by the shell, so the
+    /// echo of the typed line never matches it.
+    pub fn sh(&mut self, cmd: &str, timeout: Duration) -> Option<(i32, String)> {
+        self.commands += 1;
+        let n = self.commands;
+        let from = self.len();
+        let begin = format!("@B{n}@");
+        let end = format!("@E{n}@");
+        // `${x#}` keeps the typed text from containing the printed markers.
+        self.send(&format!(
+            "echo @B{n}${{_r#}}@; {cmd}; echo @E{n}${{_r#}}@$?@"
+        ));
+        let endline = self.wait_line_from(from, timeout, |l| {
+            l.starts_with(&end) && l.len() > end.len()
+        })?;
+        let code = endline[end.len()..]
+            .trim_end_matches('@')
+            .parse()
+            .unwrap_or(-1);
+        let text = self.output();
+        let start = text[..]
+            .rfind(&format!("{begin}\n"))
+            .map(|i| i + begin.len() + 1)?;
+        let stop = text[start..].find(&format!("\n{end}")).map(|i| start + i)?;
+        Some((code, text[start..stop].to_string()))
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for QEMU to end by itself (the guest powered off, or rebooted with
+    /// `-no-reboot`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                // Let the readers drain what is left.
+                std::thread::sleep(Duration::from_millis(200));
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ready line's numbers: `ros: ready in 7.42s (kernel 1.71s, userland 5.71s)`.
+pub fn parse_ready(line: &str) -> Option<(f64, f64, f64)> {
+    let rest = line.split("ros: ready in ").nth(1)?;
+    let (total, rest) = rest.split_once("s (kernel ")?;
+    let (kernel, rest) = rest.split_once("s, userland ")?;
+    let userland = rest.strip_suffix("s)")?;
+    Some((
+        total.parse().ok()?,
+        kernel.parse().ok()?,
+        userland.parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line() {
+        let mut c = VmConfig::new("/k", "/i");
+        c.kvm = false;
+        c.drives.push(Drive::qcow2("/s.qcow2"));
+        c.drives.push(Drive::raw("/b.img").read_only());
+        c.forwards.push((2222, 22));
+        let a = qemu_args(&c).join(" ");
+        assert!(a.contains("-machine q35,accel=tcg"));
+        assert!(a.contains("-no-reboot"));
+        assert!(a.contains("-drive file=/s.qcow2,if=virtio,format=qcow2,cache=unsafe -drive file=/b.img,if=virtio,format=raw,cache=unsafe,readonly=on"));
+        assert!(
+            a.contains("-nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22")
+        );
+        assert!(a.contains("-append console=ttyS0 panic=-1"));
+        c.no_network = true;
+        assert!(qemu_args(&c).join(" ").contains("-nic none"));
+    }
+
+    #[test]
+    fn ready_line_numbers() {
+        assert_eq!(
+            parse_ready("ros: ready in 7.42s (kernel 1.71s, userland 5.71s)"),
+            Some((7.42, 1.71, 5.71))
+        );
+        assert_eq!(parse_ready("ros: degraded: ntp"), None);
+    }
+}

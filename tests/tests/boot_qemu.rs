@@ -1,0 +1,343 @@
+//! PID 1 on a real kernel: Debian's kernel with the initrd `ros-image-build` makes
+//! (`make image`: dist/vmlinuz, dist/initrd, dist/images.sqfs), booted in QEMU (TCG) and
+//! driven over its serial console (`ros.autologin=ttyS0`).
+//!
+//! One boot sequence, many assertions per boot:
+//! 1. a blank disk listed in `ros.state.autoformat` becomes `ROS_STATE`; PID 1 left the
+//!    initramfs for a tmpfs root, mounted the kernel file systems, loaded modules, started
+//!    system-docker and the services, printed the ready line; a file is written; `poweroff`
+//!    ends QEMU cleanly;
+//! 2. the same disks again: no formatting, the file is there, same machine-id; `reboot`
+//!    ends QEMU (`-no-reboot`);
+//! 3. no state disk: ros says it runs from RAM and still gets ready; `halt` ends it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use ros_tests::qemu::{parse_ready, Drive, Vm, VmConfig};
+use ros_tests::{require_tool, skip, tempdir, workspace_dir, Checks};
+
+const BOOT: Duration = Duration::from_secs(300);
+const CMD: Duration = Duration::from_secs(60);
+const DOWN: Duration = Duration::from_secs(120);
+
+fn dist(name: &str) -> PathBuf {
+    let p = workspace_dir().join("dist").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the boot artifacts first (`make image`; `make test` does)",
+        p.display()
+    );
+    p
+}
+
+/// A file system labelled ROS_A holding the system images: the boot slot's shape.
+fn boot_slot(dir: &Path) -> PathBuf {
+    let content = dir.join("slot");
+    std::fs::create_dir_all(&content).unwrap();
+    let sqfs = dist("images.sqfs");
+    std::fs::copy(&sqfs, content.join("images.sqfs")).unwrap();
+    let size_mb = std::fs::metadata(&sqfs).unwrap().len() / (1 << 20) + 64;
+    let img = dir.join("slot-a.img");
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "ROS_A", "-d"])
+        .arg(&content)
+        .arg(&img)
+        .arg(format!("{size_mb}M"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkfs.ext4 -d for the boot slot failed");
+    img
+}
+
+fn blank_qcow2(path: &Path, size: &str) {
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg(size)
+        .status()
+        .unwrap();
+    assert!(st.success(), "qemu-img create failed");
+}
+
+fn config(append: &str, drives: Vec<Drive>) -> VmConfig {
+    let mut c = VmConfig::new(dist("vmlinuz"), dist("initrd"));
+    c.append =
+        format!("console=ttyS0 panic=-1 quiet ros.autologin=ttyS0 ros.images=LABEL=ROS_A {append}");
+    c.drives = drives;
+    c
+}
+
+/// Boots to the ready line; checks it; returns the VM (or `None` when it never got ready,
+/// with the failure recorded).
+fn boot(c: &mut Checks, cfg: &VmConfig, log: &Path, what: &str) -> Option<Vm> {
+    let mut vm = match Vm::start(cfg, log) {
+        Ok(vm) => vm,
+        Err(e) => {
+            c.check(false, &format!("{what}: start qemu"), e);
+            return None;
+        }
+    };
+    let line = vm.wait_for_any(&["ros: ready in ", "ros: degraded: "], BOOT);
+    let ready = line.as_deref().and_then(parse_ready);
+    c.check(
+        ready.is_some(),
+        &format!("{what}: the ready line within {BOOT:?}"),
+        format!(
+            "got {line:?}; serial log {}:\n{}",
+            log.display(),
+            vm.tail(60)
+        ),
+    );
+    if let Some((total, kernel, userland)) = ready {
+        eprintln!(
+            "{what}: ready in {total:.2}s (kernel {kernel:.2}s, userland {userland:.2}s); \
+             QEMU running {:.1}s",
+            vm.elapsed().as_secs_f64()
+        );
+        c.check(
+            (total - kernel - userland).abs() < 0.02 && kernel > 0.0,
+            &format!("{what}: ready line adds up"),
+            line.unwrap_or_default(),
+        );
+    }
+    ready.map(|_| vm)
+}
+
+/// Runs a command on the serial console's shell and checks its exit code 0.
+fn sh(c: &mut Checks, vm: &mut Vm, cmd: &str, what: &str) -> String {
+    match vm.sh(cmd, CMD) {
+        Some((0, out)) => {
+            c.check(true, what, "");
+            out.trim().to_string()
+        }
+        other => {
+            c.check(
+                false,
+                &format!("{what}: `{cmd}` should succeed"),
+                format!("{other:?}\n{}", vm.tail(30)),
+            );
+            String::new()
+        }
+    }
+}
+
+/// Asks for a shutdown with `cmd` and checks QEMU ends cleanly.
+fn shut_down(c: &mut Checks, vm: &mut Vm, cmd: &str, what: &str) {
+    vm.send(cmd);
+    let st = vm.wait_exit(DOWN);
+    c.check(
+        st.is_some_and(|s| s.success()),
+        &format!("{what}: `{cmd}` ends QEMU cleanly within {DOWN:?}"),
+        format!("{st:?}\n{}", vm.tail(40)),
+    );
+    let out = vm.output();
+    c.check(
+        out.contains("reboot(2)") || out.contains("Power down") || out.contains("reboot: "),
+        &format!("{what}: init reached reboot(2)"),
+        vm.tail(20),
+    );
+}
+
+#[test]
+fn pid1_boots_formats_state_persists_and_powers_off() {
+    let test = "pid1_boots_formats_state_persists_and_powers_off";
+    if !require_tool(test, "qemu-system-x86_64")
+        || !require_tool(test, "qemu-img")
+        || !require_tool(test, "mkfs.ext4")
+    {
+        return;
+    }
+    if std::env::var("ROS_TEST_NO_VM").is_ok_and(|v| v == "1") {
+        skip(test, "ROS_TEST_NO_VM=1");
+        return;
+    }
+    let t = tempdir();
+    let slot = boot_slot(t.path());
+    let state = t.path().join("state.qcow2");
+    blank_qcow2(&state, "2G");
+    let drives = || vec![Drive::qcow2(&state), Drive::raw(&slot).read_only()];
+    let mut c = Checks::new(test);
+
+    // 1. First boot: autoformat.
+    let cfg = config("ros.state.autoformat=[/dev/vda]", drives());
+    let log1 = t.path().join("boot1.log");
+    let mut machine_id = String::new();
+    if let Some(mut vm) = boot(&mut c, &cfg, &log1, "first boot") {
+        let out = vm.output();
+        c.check(
+            out.contains("formatting as ROS_STATE"),
+            "first boot: the blank disk is formatted",
+            vm.tail(40),
+        );
+        let root = sh(&mut c, &mut vm, "grep ' / ' /proc/mounts", "root mount");
+        c.check(
+            root.contains("tmpfs") && !root.contains("rootfs"),
+            "the root is a tmpfs, not the initramfs",
+            &root,
+        );
+        let mounts = sh(&mut c, &mut vm, "cat /proc/mounts", "mounts");
+        for (what, needle) in [
+            ("proc", "proc /proc proc"),
+            ("sysfs", "sysfs /sys sysfs"),
+            ("devtmpfs", "/dev devtmpfs"),
+            ("devpts", "/dev/pts devpts"),
+            ("/run", "/run tmpfs"),
+            ("cgroup2", "/sys/fs/cgroup cgroup2"),
+            ("state", "/dev/vda1 /run/ros/state ext4"),
+            ("state bound on /var/lib/ros", "/dev/vda1 /var/lib/ros ext4"),
+            ("state bound on /home", "/dev/vda1 /home ext4"),
+            ("images", "/usr/share/ros/images squashfs"),
+        ] {
+            c.check(
+                mounts.contains(needle),
+                &format!("mounted: {what}"),
+                &mounts,
+            );
+        }
+        let label = sh(
+            &mut c,
+            &mut vm,
+            "blkid /dev/vda1 2>/dev/null || cat /sys/class/block/vda1/size",
+            "state partition",
+        );
+        c.check(!label.is_empty(), "the state partition exists", &label);
+        let oom = sh(&mut c, &mut vm, "cat /proc/1/oom_score_adj", "oom");
+        c.check(
+            oom == "-1000",
+            "PID 1 is protected from the OOM killer",
+            &oom,
+        );
+        let sd = sh(
+            &mut c,
+            &mut vm,
+            "cat /proc/$(pidof system-docker | cut -d' ' -f1)/oom_score_adj",
+            "system-docker oom",
+        );
+        c.check(
+            sd == "-1000",
+            "system-docker is protected from the OOM killer",
+            &sd,
+        );
+        let modules = sh(
+            &mut c,
+            &mut vm,
+            "cat /proc/modules | cut -d' ' -f1",
+            "modules",
+        );
+        for m in ["virtio_blk", "ext4", "squashfs", "overlay"] {
+            c.check(
+                modules.lines().any(|l| l == m),
+                &format!("module {m} loaded"),
+                &modules,
+            );
+        }
+        let ps = sh(
+            &mut c,
+            &mut vm,
+            "system-docker ps --format '{{.Names}}'",
+            "ps",
+        );
+        c.check(!ps.is_empty(), "system-docker runs service containers", &ps);
+        machine_id = sh(&mut c, &mut vm, "cat /etc/machine-id", "machine-id");
+        c.check(machine_id.len() == 32, "a machine-id was made", &machine_id);
+        // Orphans are reaped: a shell leaves grandchildren that exit.
+        sh(
+            &mut c,
+            &mut vm,
+            "for i in 1 2 3 4 5; do (sleep 0.2 &) ; done; sleep 1",
+            "orphans",
+        );
+        let zombies = sh(
+            &mut c,
+            &mut vm,
+            "ps -o stat,pid | grep -c '^Z' || true",
+            "zombies",
+        );
+        c.check(zombies == "0", "no zombie processes", &zombies);
+        sh(
+            &mut c,
+            &mut vm,
+            "echo kept-across-reboots > /var/lib/ros/marker",
+            "write a file",
+        );
+        shut_down(&mut c, &mut vm, "poweroff", "first boot");
+        c.check(
+            vm.output().contains("state partition unmounted"),
+            "first boot: the state partition was unmounted at shutdown",
+            vm.tail(30),
+        );
+    }
+
+    // 2. Second boot: same disk, nothing formatted, the file is there.
+    let log2 = t.path().join("boot2.log");
+    if let Some(mut vm) = boot(&mut c, &cfg, &log2, "second boot") {
+        c.check(
+            !vm.output().contains("formatting as ROS_STATE"),
+            "second boot: the state partition is not formatted again",
+            vm.tail(40),
+        );
+        let marker = sh(&mut c, &mut vm, "cat /var/lib/ros/marker", "read the file");
+        c.check(
+            marker == "kept-across-reboots",
+            "the file written before poweroff is there",
+            &marker,
+        );
+        let id = sh(&mut c, &mut vm, "cat /etc/machine-id", "machine-id");
+        c.check(
+            id == machine_id,
+            "the machine-id is kept",
+            format!("{id} vs {machine_id}"),
+        );
+        shut_down(&mut c, &mut vm, "reboot", "second boot");
+    }
+
+    // 3. No state disk: from RAM.
+    let cfg = config("", vec![Drive::raw(&slot).read_only()]);
+    let log3 = t.path().join("boot3.log");
+    if let Some(mut vm) = boot(&mut c, &cfg, &log3, "RAM boot") {
+        c.check(
+            vm.output().contains("running from RAM"),
+            "without a state partition ros says it runs from RAM",
+            vm.tail(40),
+        );
+        shut_down(&mut c, &mut vm, "halt", "RAM boot");
+    }
+    c.finish_with(|| {
+        format!(
+            "serial logs: {} {} {}",
+            log1.display(),
+            log2.display(),
+            log3.display()
+        )
+    });
+}
+
+#[test]
+fn dist_artifacts_are_declared_in_the_manifest() {
+    let manifest = workspace_dir().join("dist/manifest.json");
+    if !manifest.is_file() {
+        skip(
+            "dist_artifacts_are_declared_in_the_manifest",
+            "dist/manifest.json missing (make image)",
+        );
+        return;
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for kind in ["kernel", "initrd"] {
+        let a = &m["artifacts"][kind];
+        let file = workspace_dir()
+            .join("dist")
+            .join(a["file"].as_str().unwrap());
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(a["size"].as_u64(), Some(bytes.len() as u64), "{kind} size");
+        use sha2::Digest;
+        assert_eq!(
+            a["sha256"].as_str(),
+            Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str()),
+            "{kind} sha256"
+        );
+    }
+}
