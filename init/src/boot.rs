@@ -177,6 +177,35 @@ fn identity() {
     let _ = fs::write("/etc/machine-id", format!("{id}\n"));
 }
 
+/// The random seed kept on the state partition.
+const RANDOM_SEED: &str = "/var/lib/ros/random-seed";
+
+/// Mixes the seed saved at the last shutdown into the kernel's pool (written, not credited:
+/// it adds uncertainty without claiming any) and replaces it at once, so a seed is never
+/// used twice even if the host crashes.
+fn seed_entropy() {
+    if let Ok(seed) = fs::read(RANDOM_SEED) {
+        if let Ok(mut u) = fs::OpenOptions::new().write(true).open("/dev/urandom") {
+            let _ = u.write_all(&seed);
+        }
+    }
+    save_random_seed();
+}
+
+/// Saves 512 bytes of the kernel's randomness for the next boot (also at shutdown).
+pub fn save_random_seed() {
+    let mut seed = [0u8; 512];
+    let ok = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .is_ok();
+    if ok && Path::new("/var/lib/ros").is_dir() {
+        let tmp = Path::new(RANDOM_SEED).with_extension("tmp");
+        if fs::write(&tmp, seed).is_ok() {
+            let _ = fs::rename(&tmp, RANDOM_SEED);
+        }
+    }
+}
+
 fn hostname(loaded: &Loaded) {
     let name = loaded
         .value
@@ -261,13 +290,40 @@ pub fn boot() -> Booted {
             "ros: {why}: running from RAM; nothing is kept across reboots"
         )),
     }
+    crate::logger::log_to_file(&Path::new(BOOT_LOG_DIR).join("init.log"));
     // The user's config is on the state partition: read everything again.
     let loaded = config();
+    seed_entropy();
     identity();
     hostname(&loaded);
-    Booted {
-        plan: production_plan(&loaded, images.as_deref()),
-        state,
+    let plan = if loaded.ros_flag("recovery") {
+        console("ros: ros.recovery is set: no services; recovery shell on the console");
+        recovery_plan()
+    } else {
+        production_plan(&loaded, images.as_deref())
+    };
+    Booted { plan, state }
+}
+
+/// A root shell on the console.
+pub fn recovery_shell() -> ServiceSpec {
+    let mut spec = ServiceSpec::new(
+        "recovery",
+        ["/bin/busybox", "setsid", "-c", "/bin/sh", "-l"]
+            .map(String::from)
+            .to_vec(),
+    );
+    spec.tty = Some("console".into());
+    spec.restart = Restart::Always;
+    spec.backoff_initial_ms = 1000;
+    spec
+}
+
+/// `ros.recovery`: nothing but a shell on the console.
+fn recovery_plan() -> Plan {
+    Plan {
+        services: vec![recovery_shell()],
+        ..Plan::default()
     }
 }
 

@@ -20,6 +20,7 @@ pub mod early;
 pub mod kmod;
 mod logger;
 pub mod plan;
+pub mod power_button;
 pub mod signals;
 pub mod state;
 pub mod supervisor;
@@ -117,7 +118,11 @@ fn boot_main() -> i32 {
         env!("CARGO_PKG_VERSION")
     );
     let booted = boot::boot();
-    let events = Events::new();
+    let mut events = Events::new();
+    events.button = power_button::PowerButton::open(
+        std::path::Path::new("/sys/class/input"),
+        std::path::Path::new("/dev/input"),
+    );
     let (ordered, warnings) = booted.plan.start_order();
     for w in warnings {
         log::warn!("plan: {w}");
@@ -145,9 +150,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Signals, taken synchronously through a signalfd.
+/// Signals, taken synchronously through a signalfd, and presses of the power button (taken
+/// as SIGUSR2: poweroff).
 struct Events {
     fd: Option<SignalFd>,
+    button: Option<power_button::PowerButton>,
 }
 
 impl Events {
@@ -168,7 +175,7 @@ impl Events {
                 None
             }
         };
-        Events { fd }
+        Events { fd, button: None }
     }
 
     /// Sleeps until a signal arrives or `deadline` (at most [`MAX_SLEEP`]); returns the
@@ -184,7 +191,10 @@ impl Events {
         };
         // Round up so a deadline 0.4 ms away does not spin.
         let ms = u16::try_from(sleep.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(fd.as_fd_ref(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(fd.as_fd_ref(), PollFlags::POLLIN)];
+        if let Some(b) = &self.button {
+            fds.push(PollFd::new(b.fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -206,6 +216,12 @@ impl Events {
                     log::error!("read signalfd: {e}");
                     break;
                 }
+            }
+        }
+        if let Some(b) = &mut self.button {
+            if b.pressed() {
+                log::info!("power button pressed");
+                got.push(Signal::SIGUSR2);
             }
         }
         got
@@ -318,13 +334,7 @@ impl Init {
              messages above); recovery shell on the console",
             slot.starts
         ));
-        let mut spec = ServiceSpec::new(
-            "recovery",
-            ["/bin/busybox", "setsid", "-c", "/bin/sh", "-l"]
-                .map(String::from)
-                .to_vec(),
-        );
-        spec.tty = Some("console".into());
+        let spec = boot::recovery_shell();
         if let Err(e) = ProcessSpawner.spawn(&spec) {
             log::error!("recovery shell: {e}");
         }
@@ -455,6 +465,9 @@ impl Init {
                     log::error!("processes survive SIGKILL; going on");
                 }
             }
+        }
+        if self.booted {
+            boot::save_random_seed();
         }
         nix::unistd::sync();
         if self.booted {

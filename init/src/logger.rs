@@ -7,7 +7,27 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+/// The boot log file, once the state partition (or RAM's /var/log) is there.
+static FILE: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Also writes every line to `path` (appending; a file over 1 MiB is rotated to `.1`).
+pub fn log_to_file(path: &Path) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > 1 << 20) {
+        let _ = std::fs::rename(path, path.with_extension("log.1"));
+    }
+    match OpenOptions::new().create(true).append(true).open(path) {
+        Ok(f) => {
+            let _ = FILE.set(Mutex::new(f));
+        }
+        Err(e) => log::warn!("boot log {}: {e}", path.display()),
+    }
+}
 
 /// The inode of the initial PID namespace (`PROC_PID_INIT_INO`, include/linux/proc_ns.h).
 const INIT_PID_NS: &str = "pid:[4026531836]";
@@ -25,6 +45,9 @@ impl log::Log for Logger {
         let line = format!("ros-init: {}: {}\n", record.level(), record.args());
         // Errors writing the console are not actionable: PID 1 carries on.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if let Some(Ok(mut f)) = FILE.get().map(Mutex::lock) {
+            let _ = f.write_all(line.as_bytes());
+        }
         if let Some(kmsg) = &self.kmsg {
             let prio = match record.level() {
                 log::Level::Error => 3,

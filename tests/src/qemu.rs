@@ -64,6 +64,8 @@ pub struct VmConfig {
     /// No network device at all.
     pub no_network: bool,
     pub kvm: bool,
+    /// A QMP socket (for `system_powerdown`: the ACPI power button).
+    pub qmp: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -78,6 +80,7 @@ impl VmConfig {
             forwards: Vec::new(),
             no_network: false,
             kvm: kvm_wanted(),
+            qmp: None,
         }
     }
 }
@@ -144,6 +147,10 @@ pub fn qemu_args(c: &VmConfig) -> Vec<String> {
     for d in &c.drives {
         a.push("-drive".into());
         a.push(drive_arg(d));
+    }
+    if let Some(q) = &c.qmp {
+        a.push("-qmp".into());
+        a.push(format!("unix:{},server=on,wait=off", q.display()));
     }
     if c.no_network {
         a.push("-nic".into());
@@ -320,6 +327,24 @@ impl Vm {
             .map(|i| i + begin.len() + 1)?;
         let stop = text[start..].find(&format!("\n{end}")).map(|i| start + i)?;
         Some((code, text[start..stop].to_string()))
+    }
+
+    /// Runs one QMP command (`system_powerdown`) on the socket of `cfg.qmp`.
+    pub fn qmp(socket: &Path, command: &str) -> std::io::Result<String> {
+        use std::io::BufRead;
+        let stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = std::io::BufReader::new(stream.try_clone()?);
+        let mut w = stream;
+        let mut line = String::new();
+        reader.read_line(&mut line)?; // the greeting
+        w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        w.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
+        line.clear();
+        reader.read_line(&mut line)?;
+        Ok(line)
     }
 
     fn exited(&mut self) -> bool {

@@ -9,7 +9,8 @@
 //!    ends QEMU cleanly;
 //! 2. the same disks again: no formatting, the file is there, same machine-id; `reboot`
 //!    ends QEMU (`-no-reboot`);
-//! 3. no state disk: ros says it runs from RAM and still gets ready; `halt` ends it.
+//! 3. no state disk: ros says it runs from RAM and still gets ready; the ACPI power button
+//!    (QMP `system_powerdown`) powers it off.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -294,7 +295,9 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
     }
 
     // 3. No state disk: from RAM.
-    let cfg = config("", vec![Drive::raw(&slot).read_only()]);
+    let mut cfg = config("", vec![Drive::raw(&slot).read_only()]);
+    let qmp = t.path().join("qmp.sock");
+    cfg.qmp = Some(qmp.clone());
     let log3 = t.path().join("boot3.log");
     if let Some(mut vm) = boot(&mut c, &cfg, &log3, "RAM boot") {
         c.check(
@@ -302,7 +305,19 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "without a state partition ros says it runs from RAM",
             vm.tail(40),
         );
-        shut_down(&mut c, &mut vm, "halt", "RAM boot");
+        let r = Vm::qmp(&qmp, "system_powerdown");
+        c.check(r.is_ok(), "QMP system_powerdown", format!("{r:?}"));
+        let st = vm.wait_exit(DOWN);
+        c.check(
+            st.is_some_and(|s| s.success()),
+            "RAM boot: the power button powers off cleanly",
+            format!("{st:?}\n{}", vm.tail(40)),
+        );
+        c.check(
+            vm.output().contains("power button pressed"),
+            "init saw the power button",
+            vm.tail(20),
+        );
     }
     c.finish_with(|| {
         format!(
