@@ -339,6 +339,17 @@ impl Apt {
         Ok(p)
     }
 
+    /// The packages the candidate version of `name` depends on (the first of each set of
+    /// alternatives, without version constraints).
+    pub fn depends(&mut self, name: &str) -> Result<Vec<String>, AptError> {
+        let q = (name.to_string(), None);
+        self.load_stanzas(std::slice::from_ref(&q))?;
+        Ok(self.stanzas[&q]
+            .get("Depends")
+            .map(|d| parse_depends(d))
+            .unwrap_or_default())
+    }
+
     /// Downloads the packages not in the cache yet, in one `apt-get download`. Returns how
     /// many were downloaded.
     pub fn download(&self, pkgs: &[Package]) -> Result<usize, AptError> {
@@ -441,6 +452,18 @@ pub fn parse_stanza(text: &str) -> BTreeMap<String, String> {
     fields
 }
 
+/// `a (>= 1), b | c, d:any` → `a b d`.
+fn parse_depends(field: &str) -> Vec<String> {
+    field
+        .split(',')
+        .filter_map(|alts| {
+            let first = alts.split('|').next()?.trim();
+            let name = first.split([' ', '(', ':']).next()?.trim();
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
+}
+
 fn parse_resolved(text: &str) -> Option<Vec<Package>> {
     text.lines()
         .filter(|l| !l.is_empty())
@@ -511,5 +534,9 @@ mod tests {
         let r = parse_resolved("a 1 amd64\nb 2:3 all\n").unwrap();
         assert_eq!(r[1].version, "2:3");
         assert!(parse_resolved("a 1\n").is_none());
+        assert_eq!(
+            parse_depends("linux-image-6.1.0-56-amd64 (= 6.1.192-2), b | c, d:any"),
+            ["linux-image-6.1.0-56-amd64", "b", "d"]
+        );
     }
 }

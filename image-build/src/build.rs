@@ -1,6 +1,6 @@
 //! The build: spec → resolved packages → downloaded packages → layers (in parallel where
-//! they do not depend on each other) → image archives → the read-only store →
-//! `manifest.json`.
+//! they do not depend on each other) → image archives → the read-only store → the boot
+//! artifacts (kernel, initrd, images.sqfs) → `manifest.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,6 +12,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::apt::{Apt, AptError, Package};
 use crate::archive::{self, ArchiveError, Written};
+use crate::boot::{self, BootError, BootReport};
 use crate::layer::{self, Built, LayerError, LayerPackage};
 use crate::spec::{self, Plan, SpecError};
 use crate::store::{self, StoreError};
@@ -28,6 +29,8 @@ pub enum BuildError {
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("cannot lock {path}: {source}")]
@@ -57,6 +60,12 @@ pub struct Options {
     pub version: Option<String>,
     /// Build the read-only store (needs root; skipped with a warning without it).
     pub store: bool,
+    /// Build the boot artifacts (`vmlinuz`, `initrd`, `images.sqfs`).
+    pub boot: bool,
+    /// Where the initrd's binaries (`ros`, `system-docker-shim`) are.
+    pub bin_dir: PathBuf,
+    /// The service catalog shipped in the initrd (`services/catalog`).
+    pub catalog: PathBuf,
 }
 
 /// One image built.
@@ -82,6 +91,9 @@ pub struct Report {
     pub store: Option<(PathBuf, u64, store::Outcome)>,
     /// Why the store was not built, when it was not.
     pub store_skipped: Option<String>,
+    pub boot: Option<BootReport>,
+    /// Why the boot artifacts were not built, when they were not.
+    pub boot_skipped: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -165,7 +177,39 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
         (Some((store_dir, size, outcome)), None)
     };
 
-    write_manifest(&opts.out, &plan, &reports)?;
+    let (boot, boot_skipped) = match (&plan.boot, opts.boot) {
+        (_, false) => (None, Some("--no-boot".to_string())),
+        (None, true) => {
+            let why = "the spec has no boot section".to_string();
+            log::warn!("boot artifacts not built: {why}");
+            (None, Some(why))
+        }
+        (Some(b), true) => {
+            let stamp_path = images_dir.join("store.stamp");
+            let store_input = match &store {
+                Some((dir, _, _)) => {
+                    let stamp = fs::read_to_string(&stamp_path).map_err(io_err(&stamp_path))?;
+                    Some((dir.as_path(), stamp))
+                }
+                None => None,
+            };
+            let report = boot::build(&boot::Inputs {
+                plan: &plan,
+                boot: b,
+                layers: &layers,
+                epoch,
+                cache: &opts.cache,
+                out: &opts.out,
+                bin_dir: &opts.bin_dir,
+                catalog: &opts.catalog,
+                store: store_input,
+                store_skipped: store_skipped.as_deref(),
+            })?;
+            (Some(report), None)
+        }
+    };
+
+    write_manifest(&opts.out, &plan, &reports, boot.as_ref())?;
     Ok(Report {
         version: plan.version.clone(),
         images: reports,
@@ -175,6 +219,8 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
             .collect(),
         store,
         store_skipped,
+        boot,
+        boot_skipped,
         elapsed: start.elapsed(),
     })
 }
@@ -310,9 +356,15 @@ fn write_package_lists(dir: &Path, reports: &[ImageReport]) -> Result<(), BuildE
     Ok(())
 }
 
-/// `dist/manifest.json` (DESIGN.md §8): `version`, `artifacts` (kept from an earlier build of
-/// the same version: other steps write those), `images`.
-fn write_manifest(out: &Path, plan: &Plan, reports: &[ImageReport]) -> Result<(), BuildError> {
+/// `dist/manifest.json` (DESIGN.md §8): `version`, `artifacts` (`kernel`, `initrd` and
+/// `images_fs` when this build made them; the others kept from an earlier build of the same
+/// version: other steps write those), `images`.
+fn write_manifest(
+    out: &Path,
+    plan: &Plan,
+    reports: &[ImageReport],
+    boot: Option<&BootReport>,
+) -> Result<(), BuildError> {
     let path = out.join("manifest.json");
     let mut artifacts = serde_json::Value::Object(Default::default());
     if let Ok(old) = fs::read(&path) {
@@ -321,6 +373,17 @@ fn write_manifest(out: &Path, plan: &Plan, reports: &[ImageReport]) -> Result<()
                 artifacts = old["artifacts"].clone();
             }
         }
+    }
+    if !artifacts.is_object() {
+        artifacts = serde_json::json!({});
+    }
+    if let (Some(b), Some(a)) = (boot, artifacts.as_object_mut()) {
+        a.insert("kernel".into(), b.kernel.json());
+        a.insert("initrd".into(), b.initrd.json());
+        match &b.images_fs {
+            Some((fs, _)) => a.insert("images_fs".into(), fs.json()),
+            None => a.remove("images_fs"),
+        };
     }
     let images: BTreeMap<&str, serde_json::Value> = reports
         .iter()
@@ -337,7 +400,7 @@ fn write_manifest(out: &Path, plan: &Plan, reports: &[ImageReport]) -> Result<()
         .collect();
     let m = serde_json::json!({
         "version": plan.version,
-        "artifacts": if artifacts.is_object() { artifacts } else { serde_json::json!({}) },
+        "artifacts": artifacts,
         "images": images,
     });
     let tmp = path.with_extension("json.tmp");

@@ -345,7 +345,11 @@ fn fill(
 }
 
 /// Adds a package's files (those `drop` leaves and, for a partial package, `only` names).
-fn unpack(tree: &mut Tree, p: &LayerPackage, drop: &[Pattern]) -> Result<(), LayerError> {
+pub(crate) fn unpack(
+    tree: &mut Tree,
+    p: &LayerPackage,
+    drop: &[Pattern],
+) -> Result<(), LayerError> {
     let cmd = format!("dpkg-deb --fsys-tarfile {}", p.deb.display());
     let mut child = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")

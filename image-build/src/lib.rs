@@ -4,14 +4,22 @@
 //! It owns turning the spec into `dist/`: package resolution and downloads (through apt,
 //! never installing anything on the build machine), reproducible layers shared between
 //! images, `docker save`-form archives (`dist/images/<name>.tar`), the read-only pre-unpacked
-//! store the OS boots from (`dist/images/store`, made by the engine's own image store) and
-//! `dist/manifest.json`. The bootable artifacts (kernel, initrd, disk images) extend it.
+//! store the OS boots from (`dist/images/store`, made by the engine's own image store), the
+//! boot artifacts (`dist/vmlinuz`, `dist/initrd`, `dist/images.sqfs`: the kernel package, a
+//! zstd newc cpio written here, a squashfs of the store) and `dist/manifest.json`. Disk
+//! images and ISOs extend it.
 //!
 //! It does not run anything it builds and nothing at runtime depends on it.
 
 pub mod apt;
 pub mod archive;
+pub mod boot;
 pub mod build;
+pub mod cpio;
+pub mod imagesfs;
+pub mod initrd;
+pub mod kernel;
+pub mod kmod;
 pub mod layer;
 pub mod pattern;
 pub mod spec;

@@ -1,4 +1,5 @@
-//! `ros-image-build`: builds the system images of `image-build/spec.yml` into `dist/`.
+//! `ros-image-build`: builds the system images and the boot artifacts of
+//! `image-build/spec.yml` into `dist/`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Builds the ros system images (docker-save archives and the read-only image store).
+/// Builds the ros system images (docker-save archives and the read-only image store) and the
+/// boot artifacts (vmlinuz, initrd, images.sqfs).
 #[derive(Parser, Debug)]
 #[command(name = "ros-image-build", version)]
 struct Args {
@@ -22,9 +24,16 @@ struct Args {
     /// Image version (default: the spec's, normally the workspace version).
     #[arg(long = "image-version")]
     image_version: Option<String>,
-    /// Do not build the read-only store (which needs root).
+    /// Do not build the read-only store (which needs root), nor images.sqfs.
     #[arg(long)]
     no_store: bool,
+    /// Do not build the boot artifacts (vmlinuz, initrd, images.sqfs).
+    #[arg(long)]
+    no_boot: bool,
+    /// Where the initrd's binaries (ros, system-docker-shim) are (default: target/release of
+    /// this source tree).
+    #[arg(long = "bin-dir", value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
     /// More output (-v: debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -80,6 +89,9 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| root.join(".cache/image-build")),
         version: args.image_version.filter(|v| !v.is_empty()),
         store: !args.no_store,
+        boot: !args.no_boot,
+        bin_dir: args.bin_dir.unwrap_or_else(|| root.join("target/release")),
+        catalog: root.join("services/catalog"),
     };
     match image_build::build(&opts) {
         Ok(report) => {
@@ -140,6 +152,38 @@ fn print_report(r: &image_build::Report) {
             }
         ),
         (None, Some(why)) => println!("  store: not built ({why})"),
+        (None, None) => {}
+    }
+    match (&r.boot, &r.boot_skipped) {
+        (Some(b), _) => {
+            println!(
+                "boot artifacts (kernel {} from {} {}, modules {}):",
+                b.kernel_release, b.kernel_package.name, b.kernel_package.version, b.module_suffix
+            );
+            println!("  vmlinuz      {:>10}", human(b.kernel.size));
+            println!(
+                "  initrd       {:>10}  {} cpio of {} entries, {} module(s), {}",
+                human(b.initrd.size),
+                b.compression.name(),
+                b.initrd_entries,
+                b.modules,
+                human(b.initrd_cpio),
+            );
+            match (&b.images_fs, &b.images_fs_skipped) {
+                (Some((a, outcome)), _) => println!(
+                    "  images.sqfs  {:>10}  {} squashfs of the store ({})",
+                    human(a.size),
+                    image_build::imagesfs::COMPRESSION,
+                    match outcome {
+                        image_build::store::Outcome::Built => "built",
+                        image_build::store::Outcome::UpToDate => "up to date",
+                    }
+                ),
+                (None, Some(why)) => println!("  images.sqfs: not built ({why})"),
+                (None, None) => {}
+            }
+        }
+        (None, Some(why)) => println!("boot artifacts: not built ({why})"),
         (None, None) => {}
     }
     println!("  done in {:.1}s", r.elapsed.as_secs_f64());

@@ -42,6 +42,20 @@ pub struct SpecFile {
     #[serde(default)]
     pub layers: BTreeMap<String, NodeFile>,
     pub images: BTreeMap<String, NodeFile>,
+    pub boot: Option<BootFile>,
+}
+
+/// The `boot:` section: kernel package, modules, packages of the initrd.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootFile {
+    pub kernel: String,
+    #[serde(default)]
+    pub modules: Vec<String>,
+    #[serde(default)]
+    pub load: Vec<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
 }
 
 /// A layer or an image (an image is a layer plus a container config; the config keys are
@@ -157,6 +171,22 @@ pub struct Image {
     pub stop_signal: Option<String>,
 }
 
+/// The boot section, validated. Module names are normalized (`-` → `_`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    /// The kernel package, or a metapackage depending on one (`linux-image-amd64`).
+    pub kernel: String,
+    /// Modules shipped in the initrd (with their dependencies), in the spec's order.
+    pub modules: Vec<String>,
+    /// Modules init loads at boot, in order; each is in `modules`.
+    pub load: Vec<String>,
+    /// Debian packages added to the `base` layer's contents in the initrd.
+    pub packages: Vec<String>,
+}
+
+/// The layer whose contents the initrd starts from.
+pub const BOOT_BASE_LAYER: &str = "base";
+
 /// The validated spec.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -167,6 +197,7 @@ pub struct Plan {
     pub layers: Vec<Layer>,
     /// Sorted by name.
     pub images: Vec<Image>,
+    pub boot: Option<Boot>,
 }
 
 impl Plan {
@@ -362,12 +393,81 @@ fn validate(file: SpecFile, files_root: &Path, version: Option<&str>) -> Result<
             stop_signal: node.stop_signal.clone(),
         });
     }
+    let boot = match &file.boot {
+        Some(b) => {
+            if !index.contains_key(BOOT_BASE_LAYER) || file.images.contains_key(BOOT_BASE_LAYER) {
+                return Err(format!(
+                    "boot: the initrd starts from a layer named {BOOT_BASE_LAYER:?}; there is none"
+                ));
+            }
+            Some(boot(b).map_err(|e| format!("boot: {e}"))?)
+        }
+        None => None,
+    };
     Ok(Plan {
         version,
         repository: file.repository,
         source_date_epoch: file.source_date_epoch,
         layers,
         images,
+        boot,
+    })
+}
+
+fn valid_package(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+fn boot(b: &BootFile) -> Result<Boot, String> {
+    if !valid_package(&b.kernel) {
+        return Err(format!(
+            "kernel {:?} is not a Debian package name",
+            b.kernel
+        ));
+    }
+    let names = |list: &[String], what: &str| -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = Vec::new();
+        for m in list {
+            if m.is_empty()
+                || !m
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+            {
+                return Err(format!("{what}: {m:?} is not a module name"));
+            }
+            let n = crate::kmod::normalize(m);
+            // A module listed twice is the same module; keep the first place.
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    };
+    let modules = names(&b.modules, "modules")?;
+    let load = names(&b.load, "load")?;
+    if let Some(m) = load.iter().find(|m| !modules.contains(m)) {
+        return Err(format!(
+            "load: {m} is not in modules (init can only load what the initrd ships)"
+        ));
+    }
+    let mut packages: Vec<String> = Vec::new();
+    for p in &b.packages {
+        if !valid_package(p) {
+            return Err(format!("packages: {p:?} is not a Debian package name"));
+        }
+        if packages.contains(p) {
+            return Err(format!("packages: {p} is listed twice"));
+        }
+        packages.push(p.clone());
+    }
+    Ok(Boot {
+        kernel: b.kernel.clone(),
+        modules,
+        load,
+        packages,
     })
 }
 
@@ -404,12 +504,7 @@ fn layer(
                 }
             }
         };
-        if req.name.is_empty()
-            || !req
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
-        {
+        if !valid_package(&req.name) {
             return Err(format!("{:?} is not a Debian package name", req.name));
         }
         if !seen.insert(req.name.clone()) {
@@ -552,6 +647,55 @@ images:
         assert!(parse(&ignored)
             .unwrap_err()
             .contains("both wanted and ignored"));
+    }
+
+    const BOOT: &str = "
+boot:
+  kernel: linux-image-amd64
+  modules: [virtio-blk, ext4, virtio_blk, af_packet]
+  load: [virtio_blk, af-packet]
+  packages: [e2fsprogs]
+";
+
+    fn with_base(extra: &str) -> String {
+        format!("{MINIMAL}{extra}")
+    }
+
+    #[test]
+    fn boot_section_normalizes_module_names() {
+        let plan = parse(&with_base(BOOT)).unwrap();
+        let boot = plan.boot.unwrap();
+        assert_eq!(boot.kernel, "linux-image-amd64");
+        assert_eq!(boot.modules, ["virtio_blk", "ext4", "af_packet"]);
+        assert_eq!(boot.load, ["virtio_blk", "af_packet"]);
+        assert_eq!(boot.packages, ["e2fsprogs"]);
+        assert!(parse(MINIMAL).unwrap().boot.is_none());
+    }
+
+    #[test]
+    fn boot_section_refuses_what_it_cannot_build() {
+        let cases = [
+            (BOOT.replace("load: [", "loads: ["), "loads"),
+            (
+                BOOT.replace("load: [virtio_blk", "load: [nvme"),
+                "nvme is not in modules",
+            ),
+            (BOOT.replace("ext4,", "ext/4,"), "not a module name"),
+            (
+                BOOT.replace("[e2fsprogs]", "[e2fsprogs, e2fsprogs]"),
+                "twice",
+            ),
+            (
+                BOOT.replace("linux-image-amd64", "Linux"),
+                "not a Debian package",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = parse(&with_base(&extra)).expect_err(want);
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+        }
+        let no_base = MINIMAL.replace("base", "bottom") + BOOT;
+        assert!(parse(&no_base).unwrap_err().contains("named \"base\""));
     }
 
     #[test]

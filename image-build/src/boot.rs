@@ -1,0 +1,301 @@
+//! The boot artifacts of `dist/`: `vmlinuz` (the spec's kernel package), `initrd` (the
+//! `base` layer, the boot packages, the kernel modules, our binaries and config; see
+//! [`crate::initrd`]) and `images.sqfs` (the read-only image store, see
+//! [`crate::imagesfs`]).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::apt::{Apt, AptError, Package};
+use crate::archive::{self, ArchiveError};
+use crate::imagesfs::{self, ImagesFsError};
+use crate::initrd::{self, Compression, InitrdError};
+use crate::kernel::{Kernel, KernelError};
+use crate::kmod::ModuleError;
+use crate::layer::{self, Built, LayerError, LayerPackage};
+use crate::spec::{Boot, Plan, BOOT_BASE_LAYER};
+use crate::store::Outcome;
+use crate::tree::{Entry, Tree};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Apt(#[from] AptError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error(transparent)]
+    Initrd(#[from] InitrdError),
+    #[error(transparent)]
+    ImagesFs(#[from] ImagesFsError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BootError + '_ {
+    move |source| BootError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A file of `dist/` as the manifest names it.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Relative to `dist/`.
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Artifact {
+    fn of(out: &Path, file: &str) -> Result<Artifact, BootError> {
+        let (size, sha256) = archive::file_digest(&out.join(file))?;
+        Ok(Artifact {
+            file: file.to_string(),
+            size,
+            sha256,
+        })
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"file": self.file, "size": self.size, "sha256": self.sha256})
+    }
+}
+
+/// What the boot build made.
+#[derive(Debug, Clone)]
+pub struct BootReport {
+    pub kernel_package: Package,
+    /// `6.1.0-56-amd64`
+    pub kernel_release: String,
+    /// `.ko`, `.ko.xz`, …
+    pub module_suffix: String,
+    /// Module files shipped.
+    pub modules: usize,
+    /// Listed modules the kernel has built in.
+    pub builtin: Vec<String>,
+    pub boot_packages: Vec<Package>,
+    pub compression: Compression,
+    /// Bytes of the cpio before compression.
+    pub initrd_cpio: u64,
+    pub initrd_entries: usize,
+    pub kernel: Artifact,
+    pub initrd: Artifact,
+    pub images_fs: Option<(Artifact, Outcome)>,
+    /// Why there is no images.sqfs, when there is none.
+    pub images_fs_skipped: Option<String>,
+}
+
+/// Where the boot build reads from and writes to.
+pub struct Inputs<'a> {
+    pub plan: &'a Plan,
+    pub boot: &'a Boot,
+    /// The built layers, in the plan's order.
+    pub layers: &'a [Built],
+    pub epoch: u64,
+    pub cache: &'a Path,
+    pub out: &'a Path,
+    /// Where `ros` and `system-docker-shim` are.
+    pub bin_dir: &'a Path,
+    /// `services/catalog`.
+    pub catalog: &'a Path,
+    /// The read-only store and the text of its stamp, when it was built.
+    pub store: Option<(&'a Path, String)>,
+    /// Why the store was not built, when it was not.
+    pub store_skipped: Option<&'a str>,
+}
+
+/// The package with the kernel: `name` itself, or the `linux-image-*` a metapackage
+/// (`linux-image-amd64`) depends on.
+fn kernel_package(apt: &mut Apt, name: &str) -> Result<Package, AptError> {
+    let target = apt
+        .depends(name)?
+        .into_iter()
+        .find(|d| d.starts_with("linux-image-"))
+        .unwrap_or_else(|| name.to_string());
+    apt.candidate(&target)
+}
+
+pub fn build(i: &Inputs) -> Result<BootReport, BootError> {
+    let plan = i.plan;
+    let base = plan
+        .layers
+        .iter()
+        .position(|l| l.name == BOOT_BASE_LAYER)
+        .unwrap_or_default();
+    let chain = plan.chain(base);
+    let base_layer = &plan.layers[base];
+
+    let mut apt = Apt::new(i.cache, "amd64")?;
+    let kpkg = kernel_package(&mut apt, &i.boot.kernel)?;
+    let mut installed: Vec<Package> = chain
+        .iter()
+        .flat_map(|&l| i.layers[l].packages.iter().cloned())
+        .collect();
+    installed.sort();
+    let boot_packages = apt.resolve(&i.boot.packages, &installed, &base_layer.ignore)?;
+    let mut all = boot_packages.clone();
+    all.push(kpkg.clone());
+    let n = apt.download(&all)?;
+    log::info!(
+        "boot: kernel {} {}, {} package(s) for the initrd: {} ({n} downloaded)",
+        kpkg.name,
+        kpkg.version,
+        boot_packages.len(),
+        boot_packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // The kernel and its modules.
+    let mut kernel = Kernel::open(&apt.deb_path(&kpkg), &kpkg, i.cache)?;
+    let compression = if kernel.config_enabled("CONFIG_RD_ZSTD") {
+        Compression::Zstd
+    } else {
+        log::warn!(
+            "kernel {}: CONFIG_RD_ZSTD is not set; the initrd is gzip'd",
+            kernel.release
+        );
+        Compression::Gzip
+    };
+    let closure = kernel.modules.closure(&i.boot.modules)?;
+    for s in &closure.unresolved_softdeps {
+        log::warn!("boot: soft dependency {s} names no module of the kernel; left out");
+    }
+    if !closure.builtin.is_empty() {
+        log::info!(
+            "boot: built into the kernel (nothing to ship or load): {}",
+            closure.builtin.join(" ")
+        );
+    }
+    let paths: BTreeSet<String> = closure
+        .modules
+        .iter()
+        .map(|n| kernel.modules.by_name[n].path.clone())
+        .collect();
+    let files = kernel.module_files(&paths)?;
+
+    // The tree: the base layer's contents, the boot packages, the modules, ours.
+    let mut tree = Tree::default();
+    for &l in &chain {
+        let blob = &i.layers[l].blob;
+        let f = fs::File::open(blob).map_err(io_err(blob))?;
+        tree.add_tar(
+            flate2::read::GzDecoder::new(io::BufReader::new(f)),
+            &blob.to_string_lossy(),
+            &|_| true,
+        )
+        .map_err(|source| LayerError::Tree {
+            layer: plan.layers[l].name.clone(),
+            source,
+        })?;
+    }
+    initrd::drop_own_applets(&mut tree);
+    for p in &boot_packages {
+        let lp = LayerPackage {
+            deb: apt.deb_path(p),
+            package: p.clone(),
+            only: None,
+        };
+        layer::unpack(&mut tree, &lp, &base_layer.drop)?;
+    }
+    let moddir = format!("lib/modules/{}", kernel.release);
+    for (path, data) in files {
+        tree.insert(&format!("{moddir}/{path}"), Entry::file(data, 0o644));
+    }
+    let m = &kernel.modules;
+    let mut index: Vec<(String, Vec<u8>)> = vec![
+        ("modules.dep".into(), m.render_dep(&closure.modules).into()),
+        (
+            "modules.alias".into(),
+            m.render_alias(&closure.modules).into(),
+        ),
+        (
+            "modules.softdep".into(),
+            m.render_softdep(&closure.modules).into(),
+        ),
+    ];
+    for (name, data) in &kernel.index_files {
+        let data = if name == "modules.order" {
+            m.filter_order(&String::from_utf8_lossy(data), &closure.modules)
+                .into_bytes()
+        } else {
+            data.clone()
+        };
+        index.push((name.clone(), data));
+    }
+    for (name, data) in index {
+        tree.insert(&format!("{moddir}/{name}"), Entry::file(data, 0o644));
+    }
+    initrd::add_binaries(&mut tree, i.bin_dir, &i.cache.join("tmp"))?;
+    let configs = initrd::add_catalog(&mut tree, i.catalog)?;
+    let load: Vec<String> = i
+        .boot
+        .load
+        .iter()
+        .filter(|m| !closure.builtin.contains(m))
+        .cloned()
+        .collect();
+    initrd::add_skeleton(&mut tree, &plan.version, &kernel.release, &load);
+
+    fs::create_dir_all(i.out).map_err(io_err(i.out))?;
+    let entries = initrd::entries(&tree);
+    let cpio_size = initrd::write(&i.out.join("initrd"), &entries, i.epoch, compression)?;
+    let initrd_artifact = Artifact::of(i.out, "initrd")?;
+    log::info!(
+        "initrd: {} entries, {} module(s), {configs} config file(s): {} cpio, {} {}",
+        entries.len(),
+        closure.modules.len(),
+        crate::human(cpio_size),
+        crate::human(initrd_artifact.size),
+        compression.name()
+    );
+
+    let vmlinuz = i.out.join("vmlinuz");
+    let tmp = vmlinuz.with_extension(format!("tmp-{}", std::process::id()));
+    fs::copy(&kernel.vmlinuz, &tmp).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &vmlinuz).map_err(io_err(&vmlinuz))?;
+    let kernel_artifact = Artifact::of(i.out, "vmlinuz")?;
+
+    let (images_fs, images_fs_skipped) = match &i.store {
+        Some((store, stamp)) => {
+            let dest = i.out.join("images.sqfs");
+            let outcome = imagesfs::build(store, stamp, &dest, i.epoch)?;
+            (Some((Artifact::of(i.out, "images.sqfs")?, outcome)), None)
+        }
+        None => {
+            let why = format!(
+                "no store ({})",
+                i.store_skipped.unwrap_or("the store was not built")
+            );
+            log::warn!("images.sqfs not built: {why}");
+            (None, Some(why))
+        }
+    };
+
+    Ok(BootReport {
+        module_suffix: kernel.module_suffix(),
+        kernel_release: kernel.release.clone(),
+        kernel_package: kpkg,
+        modules: closure.modules.len(),
+        builtin: closure.builtin,
+        boot_packages,
+        compression,
+        initrd_cpio: cpio_size,
+        initrd_entries: entries.len(),
+        kernel: kernel_artifact,
+        initrd: initrd_artifact,
+        images_fs,
+        images_fs_skipped,
+    })
+}
