@@ -2,10 +2,13 @@
 //!
 //! Owns: classifying userdata ([`userdata`]), the typed schema ([`schema`], [`types`]) and
 //! its checker with located errors and unknown-key warnings ([`mod@validate`]), merging
-//! layers by precedence ([`merge`]) and kernel command line overrides ([`cmdline`]). Does not own: fetching userdata
+//! layers by precedence ([`merge`]) and kernel command line overrides ([`cmdline`]), loading
+//! the layers of a host ([`load`]), and editing and showing documents for `ros config`
+//! ([`edit`]). Does not own: fetching userdata
 //! (datasources), applying a config to the system, the network, or the `ros config` CLI.
 
 pub mod cmdline;
+pub mod edit;
 pub mod load;
 pub mod merge;
 pub mod node;
