@@ -206,6 +206,25 @@ pub fn save_random_seed() {
     }
 }
 
+/// The host's files that system containers bind (DESIGN.md §4): they must exist as files
+/// before the first container starts, or the engine would make directories of them.
+fn host_files(hostname: &str) {
+    let resolv = Path::new("/etc/resolv.conf");
+    if resolv.is_dir() {
+        let _ = fs::remove_dir_all(resolv);
+    }
+    if !resolv.exists() {
+        let _ = fs::write(resolv, "# written by ros netconf once the network is up\n");
+    }
+    let _ = fs::write(
+        "/etc/hosts",
+        format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+    );
+    for dir in ["/etc/docker", "/etc/ssh", "/media", "/mnt"] {
+        mkdir(dir);
+    }
+}
+
 fn hostname(loaded: &Loaded) {
     let name = loaded
         .value
@@ -216,6 +235,7 @@ fn hostname(loaded: &Loaded) {
         log::warn!("sethostname {name}: {e}");
     }
     let _ = fs::write("/etc/hostname", format!("{name}\n"));
+    host_files(name);
 }
 
 /// Appends a line to the boot log (best effort; rotated at 1 MiB, one old copy kept).
@@ -338,6 +358,9 @@ fn production_plan(loaded: &Loaded, images: Option<&Path>) -> Plan {
         &format!("unix://{SYSTEM_SOCKET}"),
         "--data-root",
         "/var/lib/system-docker",
+        // The bring-up recreates the containers of this boot; none of the last boot's
+        // may start before it (an old console would take the serial line).
+        "--no-autostart",
     ]);
     if let Some(dir) = images {
         daemon.push("--image-store".into());

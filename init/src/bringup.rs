@@ -3,15 +3,20 @@
 //!
 //! Run by PID 1 as a one-shot child (`ros service boot`), so a failure here can never take
 //! PID 1 down. The ready line is printed once, when every enabled long-running service's
-//! container is running (create-only services created, `detach: false` jobs finished):
+//! container is running — and healthy, where the service has a `healthcheck` (its test is
+//! run here with `exec`, every `interval`, until it passes: the user engine counts once
+//! `docker info` answers) — create-only services created, `detach: false` jobs finished:
 //! `ros: ready in 7.42s (kernel 1.71s, userland 5.71s)`. When `ros.boot_timeout` passes
 //! first: `ros: degraded: <service>[,…]`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
 
 use ros_cloud_config::load::{load, ConfigPaths};
 use ros_services::reconcile::{self, Desired, Outcome, UpOptions};
+use ros_services::model::Healthcheck;
 use ros_services::{order, DockerEngine, Engine, Paths, ServicesConfig};
 
 use crate::boot::{boot_log, SYSTEM_SOCKET};
@@ -41,7 +46,26 @@ pub fn degraded_line(missing: &BTreeSet<String>) -> String {
 fn say(line: &str) {
     println!("{line}");
     boot_log(line);
-    log::info!("{line}");
+}
+
+/// The consoles `ros.autologin` names carry PID 1's root shell: the console service's
+/// gettys (`ROS_CONSOLE_GETTY`) leave them alone, or both would read the same terminal.
+pub fn leave_ttys_to_init(desired: &mut Desired, autologin: &str) {
+    let taken: BTreeSet<&str> = autologin
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("/dev/"))
+        .collect();
+    for svc in desired.services.values_mut().flatten() {
+        for var in &mut svc.environment {
+            if let Some(list) = var.strip_prefix("ROS_CONSOLE_GETTY=") {
+                let kept: Vec<&str> = list
+                    .split(',')
+                    .filter(|t| !taken.contains(t.trim()))
+                    .collect();
+                *var = format!("ROS_CONSOLE_GETTY={}", kept.join(","));
+            }
+        }
+    }
 }
 
 /// Brings the services up and prints the ready (or degraded) line. Exit code: 0 ready,
@@ -92,7 +116,10 @@ async fn bring_up() -> i32 {
     for issue in &cfg.issues {
         say(&format!("ros: config: {issue}"));
     }
-    let desired = Desired::from(&cfg);
+    let mut desired = Desired::from(&cfg);
+    if let Some(ttys) = loaded.ros_str("autologin") {
+        leave_ttys_to_init(&mut desired, ttys);
+    }
     let mut settled = BTreeSet::new();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     let phases = PHASES
@@ -137,14 +164,39 @@ async fn bring_up() -> i32 {
         })
         .cloned()
         .collect::<BTreeSet<String>>();
+    let checks: BTreeMap<&String, &Healthcheck> = desired
+        .services
+        .iter()
+        .filter_map(|(n, s)| Some((n, s.as_ref().ok()?.healthcheck.as_ref()?)))
+        .filter(|(_, h)| h.test.first().is_some_and(|t| t != "NONE"))
+        .collect();
+    let mut healthy: BTreeSet<String> = BTreeSet::new();
+    let mut next_check: BTreeMap<String, Instant> = BTreeMap::new();
     let mut missing = long_running.clone();
     loop {
         if let Ok(list) = engine.list().await {
-            let running: BTreeSet<&str> = list
-                .iter()
-                .filter(|c| c.running())
-                .map(|c| c.service.as_str())
-                .collect();
+            let mut running: BTreeSet<&str> = BTreeSet::new();
+            for c in list.iter().filter(|c| c.running()) {
+                let name = &c.service;
+                if let Some(check) = checks.get(name) {
+                    if !healthy.contains(name.as_str()) {
+                        let due = next_check.get(name.as_str()).is_none_or(|t| Instant::now() >= *t);
+                        if !due {
+                            continue;
+                        }
+                        let interval = Duration::from_nanos(
+                            check.interval.unwrap_or(1_000_000_000).max(100_000_000) as u64,
+                        );
+                        next_check.insert(name.clone(), Instant::now() + interval);
+                        if !passes(&engine, &c.id, check).await {
+                            continue;
+                        }
+                        log::info!("{name}: healthy");
+                        healthy.insert(name.clone());
+                    }
+                }
+                running.insert(name.as_str());
+            }
             missing = long_running
                 .iter()
                 .filter(|n| !running.contains(n.as_str()))
@@ -169,6 +221,56 @@ async fn bring_up() -> i32 {
     }
     say(&degraded_line(&missing));
     1
+}
+
+/// The command a compose `healthcheck.test` runs.
+pub fn health_command(test: &[String]) -> Option<Vec<String>> {
+    match test.split_first()? {
+        (kind, rest) if kind == "CMD" => Some(rest.to_vec()).filter(|r| !r.is_empty()),
+        (kind, rest) if kind == "CMD-SHELL" => {
+            Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
+        }
+        (kind, _) if kind == "NONE" => None,
+        _ => Some(test.to_vec()),
+    }
+}
+
+/// Runs a service's health test once in its container; true when it exits 0 in time.
+async fn passes(engine: &DockerEngine, id: &str, check: &Healthcheck) -> bool {
+    let Some(cmd) = health_command(&check.test) else {
+        return true;
+    };
+    let client = engine.client();
+    let Ok(created) = client
+        .post(
+            &format!("/containers/{id}/exec"),
+            Some(json!({"Cmd": cmd, "AttachStdout": false, "AttachStderr": false})),
+        )
+        .await
+    else {
+        return false;
+    };
+    let Some(exec) = created.get("Id").and_then(|v| v.as_str()).map(str::to_owned) else {
+        return false;
+    };
+    if client
+        .post(&format!("/exec/{exec}/start"), Some(json!({"Detach": true})))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let timeout = Duration::from_nanos(check.timeout.unwrap_or(30_000_000_000).max(0) as u64);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(v) = client.get::<serde_json::Value>(&format!("/exec/{exec}/json")).await {
+            if v.get("Running").and_then(|r| r.as_bool()) == Some(false) {
+                return v.get("ExitCode").and_then(|c| c.as_i64()) == Some(0);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Stops every service container, dependents before what they depend on, each within
@@ -217,6 +319,21 @@ pub fn stop_all(timeout: i64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_commands() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            health_command(&v(&["CMD", "docker", "info"])),
+            Some(v(&["docker", "info"]))
+        );
+        assert_eq!(
+            health_command(&v(&["CMD-SHELL", "docker info >/dev/null"])),
+            Some(v(&["/bin/sh", "-c", "docker info >/dev/null"]))
+        );
+        assert_eq!(health_command(&v(&["NONE"])), None);
+        assert_eq!(health_command(&v(&["CMD"])), None);
+    }
 
     #[test]
     fn lines() {

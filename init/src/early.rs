@@ -218,7 +218,7 @@ pub fn root_is_initramfs() -> bool {
 pub fn switch_to_tmpfs_root(kernel_seconds: f64) -> io::Error {
     mkdir(NEW_ROOT, 0o755);
     if let Err(e) = mount(
-        Some("rootfs"),
+        Some("tmpfs"),
         NEW_ROOT,
         Some("tmpfs"),
         MsFlags::empty(),

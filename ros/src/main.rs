@@ -2,6 +2,7 @@
 //! another name (a symlink such as `system-docker`), it runs that tool instead, so the OS
 //! image carries one binary.
 
+mod config;
 mod netconf;
 mod power;
 mod service;
@@ -43,6 +44,8 @@ enum Command {
     },
     /// Manage system services (containers on system-docker)
     Service(service::ServiceArgs),
+    /// Read and change the config (cloud-config)
+    Config(config::ConfigArgs),
     /// Configure the network: loopback, then DHCP on one interface (foreground)
     Netconf(netconf::NetconfArgs),
 }
@@ -64,6 +67,42 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Log records to stderr, each line after `prefix`.
+struct StderrLogger(&'static str);
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        // At boot and shutdown, the seconds since the kernel started, as the kernel's own
+        // lines show them.
+        match uptime() {
+            Some(t) if self.0.starts_with("ros: ") => {
+                eprintln!("[{t:>9.3}] {}{}", self.0, record.args())
+            }
+            _ => eprintln!("{}{}", self.0, record.args()),
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn uptime() -> Option<f64> {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Sends `log` records to stderr (the first call wins).
+pub fn log_to_stderr(prefix: &'static str, level: log::LevelFilter) {
+    if log::set_boxed_logger(Box::new(StderrLogger(prefix))).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
 fn run_ros() -> i32 {
     let cli = Cli::parse();
     let paths = Paths::new(&cli.root);
@@ -78,5 +117,6 @@ fn run_ros() -> i32 {
             service::run(&host, &paths, args)
         }
         Command::Netconf(args) => netconf::run(&cli.root, args),
+        Command::Config(args) => config::run(&cli.root, args),
     }
 }

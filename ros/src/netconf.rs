@@ -22,28 +22,15 @@ pub struct NetconfArgs {
 }
 
 /// Logs to stderr, one line per record (system-docker captures it as the service's log).
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            eprintln!("{}", record.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
 pub fn run(root: &Path, args: NetconfArgs) -> i32 {
-    if log::set_logger(&StderrLogger).is_ok() {
-        log::set_max_level(if args.verbose {
+    crate::log_to_stderr(
+        "",
+        if args.verbose {
             log::LevelFilter::Debug
         } else {
             log::LevelFilter::Info
-        });
-    }
+        },
+    );
     let mut opts = ros_netconf::Options::new(root);
     opts.iface = args.iface;
     opts.once = args.once;

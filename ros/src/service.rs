@@ -102,8 +102,14 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 /// Runs a `ros service` command against the engine at `host`, with config under `paths`.
 pub fn run(host: &str, paths: &Paths, args: ServiceArgs) -> i32 {
     match args.command {
-        ServiceCommand::Boot => return ros_init::bringup::run(),
-        ServiceCommand::StopAll { timeout } => return ros_init::bringup::stop_all(timeout),
+        ServiceCommand::Boot => {
+            crate::log_to_stderr("ros: services: ", log::LevelFilter::Info);
+            return ros_init::bringup::run();
+        }
+        ServiceCommand::StopAll { timeout } => {
+            crate::log_to_stderr("ros: shutdown: ", log::LevelFilter::Info);
+            return ros_init::bringup::stop_all(timeout);
+        }
         _ => {}
     }
     let engine = match DockerEngine::new(host) {

@@ -65,7 +65,7 @@ fn blank_qcow2(path: &Path, size: &str) {
 fn config(append: &str, drives: Vec<Drive>) -> VmConfig {
     let mut c = VmConfig::new(dist("vmlinuz"), dist("initrd"));
     c.append =
-        format!("console=ttyS0 panic=-1 quiet ros.autologin=ttyS0 ros.images=LABEL=ROS_A {append}");
+        format!("console=ttyS0 panic=-1 quiet ros.autologin=ttyS0 ros.images=LABEL=ROS_A ros.boot_timeout=240 {append}");
     c.drives = drives;
     c
 }

@@ -1,5 +1,10 @@
-//! `resolv.conf` from a lease, written atomically (temp file + rename) so a reader never
-//! sees a half-written file.
+//! `resolv.conf` from a lease.
+//!
+//! A new file is written atomically (temp file + rename). An existing one is rewritten in
+//! place: the host's /etc/resolv.conf is bind-mounted into system containers (the console),
+//! and a rename would leave them holding the old inode forever. The in-place write is one
+//! `write(2)` of a few hundred bytes at offset 0, then the length is trimmed, so a reader
+//! sees the old or the new servers, at worst a moment of both.
 
 use std::fs;
 use std::io::{self, Write};
@@ -18,10 +23,17 @@ pub fn render(dns: &[Ipv4Addr], domain: Option<&str>) -> String {
     s
 }
 
-/// Writes `<root>/etc/resolv.conf` atomically.
+/// Writes `<root>/etc/resolv.conf`: in place when it exists, else atomically.
 pub fn write(root: &Path, text: &str) -> io::Result<()> {
     let dir = root.join("etc");
     fs::create_dir_all(&dir)?;
+    let path = dir.join("resolv.conf");
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        let mut f = fs::OpenOptions::new().write(true).open(&path)?;
+        f.write_all(text.as_bytes())?;
+        f.set_len(text.len() as u64)?;
+        return f.sync_all();
+    }
     let tmp = dir.join(".resolv.conf.ros-netconf");
     let mut f = fs::File::create(&tmp)?;
     f.write_all(text.as_bytes())?;
@@ -52,5 +64,15 @@ mod tests {
             text
         );
         assert_eq!(fs::read_dir(t.path().join("etc")).unwrap().count(), 1);
+        // Rewritten in place: a bind mount of the file keeps seeing it.
+        use std::os::unix::fs::MetadataExt;
+        let ino = fs::metadata(t.path().join("etc/resolv.conf")).unwrap().ino();
+        write(t.path(), "nameserver 10.0.0.1\n").unwrap();
+        let m = fs::metadata(t.path().join("etc/resolv.conf")).unwrap();
+        assert_eq!(m.ino(), ino);
+        assert_eq!(
+            fs::read_to_string(t.path().join("etc/resolv.conf")).unwrap(),
+            "nameserver 10.0.0.1\n"
+        );
     }
 }

@@ -834,10 +834,11 @@ fn on_exit(
     d: Arc<Daemon>,
     c: Arc<Container>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(on_exit_inner(d, c))
+    Box::pin(on_exit_inner(d, c, true))
 }
 
-async fn on_exit_inner(d: Arc<Daemon>, c: Arc<Container>) {
+/// Records a container's exit; restarts it per its policy when `may_restart`.
+async fn on_exit_inner(d: Arc<Daemon>, c: Arc<Container>, may_restart: bool) {
     let (d, c) = (&d, &c);
     let exit: Option<ExitStatus> = std::fs::read(c.dir.join("exit.json"))
         .ok()
@@ -888,7 +889,7 @@ async fn on_exit_inner(d: Arc<Daemon>, c: Arc<Container>) {
             }
             _ => false,
         };
-    if !restart {
+    if !restart || !may_restart {
         return;
     }
     let ran = chrono::DateTime::parse_from_rfc3339(&started_at)
@@ -1125,7 +1126,10 @@ pub async fn wait(c: &Arc<Container>, condition: &str) -> Result<i32, DaemonErro
 }
 
 /// Reads every container record at daemon start; re-adopts running shims, collects the
-/// exit status of those that ended while the daemon was away, and restarts per policy.
+/// exit status of those that ended while the daemon was away, and restarts per policy —
+/// unless `--no-autostart` says the daemon's client recreates its containers itself (ros
+/// at boot: system containers are made fresh each boot, and an old one started first
+/// would grab the consoles and devices its successor needs).
 pub async fn restore(d: &Arc<Daemon>) {
     let dir = d.cfg.containers_dir();
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -1167,8 +1171,8 @@ pub async fn restore(d: &Arc<Daemon>) {
                 Err(err) => log::error!("watching shim {shim}: {err}"),
             }
         } else if rec.state.running || rec.state.restarting {
-            on_exit(d.clone(), c.clone()).await;
-        } else {
+            on_exit_inner(d.clone(), c.clone(), !d.cfg.no_autostart).await;
+        } else if !d.cfg.no_autostart {
             let policy = rec
                 .host_config
                 .restart_policy

@@ -64,6 +64,10 @@ pub struct Config {
     /// Parent cgroup of every container.
     #[arg(long, default_value = "system-docker")]
     pub cgroup_parent: String,
+    /// Start no container at daemon start (restart policies apply only to exits from then
+    /// on): for a client that recreates its containers itself, as ros does at boot.
+    #[arg(long)]
+    pub no_autostart: bool,
 }
 
 impl Config {
