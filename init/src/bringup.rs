@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use ros_cloud_config::load::{load, ConfigPaths};
-use ros_services::reconcile::{self, Desired, Outcome, UpOptions};
 use ros_services::model::Healthcheck;
+use ros_services::reconcile::{self, Desired, Outcome, UpOptions};
 use ros_services::{order, DockerEngine, Engine, Paths, ServicesConfig};
 
 use crate::boot::{boot_log, SYSTEM_SOCKET};
@@ -180,7 +180,9 @@ async fn bring_up() -> i32 {
                 let name = &c.service;
                 if let Some(check) = checks.get(name) {
                     if !healthy.contains(name.as_str()) {
-                        let due = next_check.get(name.as_str()).is_none_or(|t| Instant::now() >= *t);
+                        let due = next_check
+                            .get(name.as_str())
+                            .is_none_or(|t| Instant::now() >= *t);
                         if !due {
                             continue;
                         }
@@ -250,11 +252,18 @@ async fn passes(engine: &DockerEngine, id: &str, check: &Healthcheck) -> bool {
     else {
         return false;
     };
-    let Some(exec) = created.get("Id").and_then(|v| v.as_str()).map(str::to_owned) else {
+    let Some(exec) = created
+        .get("Id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+    else {
         return false;
     };
     if client
-        .post(&format!("/exec/{exec}/start"), Some(json!({"Detach": true})))
+        .post(
+            &format!("/exec/{exec}/start"),
+            Some(json!({"Detach": true})),
+        )
         .await
         .is_err()
     {
@@ -263,7 +272,10 @@ async fn passes(engine: &DockerEngine, id: &str, check: &Healthcheck) -> bool {
     let timeout = Duration::from_nanos(check.timeout.unwrap_or(30_000_000_000).max(0) as u64);
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(v) = client.get::<serde_json::Value>(&format!("/exec/{exec}/json")).await {
+        if let Ok(v) = client
+            .get::<serde_json::Value>(&format!("/exec/{exec}/json"))
+            .await
+        {
             if v.get("Running").and_then(|r| r.as_bool()) == Some(false) {
                 return v.get("ExitCode").and_then(|c| c.as_i64()) == Some(0);
             }

@@ -109,6 +109,16 @@ pub fn mount_kernel_filesystems() {
     let noexec = nosuid_nodev | MsFlags::MS_NOEXEC;
     mount_proc();
     mount_fs("sysfs", "/sys", "sysfs", noexec, None);
+    // AppArmor profiles (the user engine loads docker-default) go through securityfs.
+    if Path::new("/sys/kernel/security").is_dir() {
+        mount_fs(
+            "securityfs",
+            "/sys/kernel/security",
+            "securityfs",
+            noexec,
+            None,
+        );
+    }
     mount_fs(
         "devtmpfs",
         "/dev",

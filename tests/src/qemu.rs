@@ -325,7 +325,13 @@ impl Vm {
         let start = text[..]
             .rfind(&format!("{begin}\n"))
             .map(|i| i + begin.len() + 1)?;
-        let stop = text[start..].find(&format!("\n{end}")).map(|i| start + i)?;
+        let region = &text[start..];
+        // Empty output: the end marker follows the begin marker's line directly.
+        let stop = if region.starts_with(&end) {
+            start
+        } else {
+            start + region.find(&format!("\n{end}"))?
+        };
         Some((code, text[start..stop].to_string()))
     }
 

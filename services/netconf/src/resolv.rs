@@ -66,7 +66,9 @@ mod tests {
         assert_eq!(fs::read_dir(t.path().join("etc")).unwrap().count(), 1);
         // Rewritten in place: a bind mount of the file keeps seeing it.
         use std::os::unix::fs::MetadataExt;
-        let ino = fs::metadata(t.path().join("etc/resolv.conf")).unwrap().ino();
+        let ino = fs::metadata(t.path().join("etc/resolv.conf"))
+            .unwrap()
+            .ino();
         write(t.path(), "nameserver 10.0.0.1\n").unwrap();
         let m = fs::metadata(t.path().join("etc/resolv.conf")).unwrap();
         assert_eq!(m.ino(), ino);
