@@ -85,8 +85,9 @@ test: deps build fixtures image
 test-full: deps build fixtures image
 	ROS_TEST_FULL=1 $(CARGO) test --workspace --no-fail-fast
 
-bench: deps release fixtures
+bench: deps release fixtures image
 	tests/bench/engine.sh
+	$(CARGO) test -p ros-tests --test bench_boot -- --ignored --nocapture
 
 fmt:
 	$(CARGO) fmt --all

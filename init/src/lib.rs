@@ -471,6 +471,7 @@ impl Init {
         }
         nix::unistd::sync();
         if self.booted {
+            logger::close_file();
             state::teardown();
         }
         if !self.pid1 {

@@ -8,10 +8,20 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-/// The boot log file, once the state partition (or RAM's /var/log) is there.
-static FILE: OnceLock<Mutex<File>> = OnceLock::new();
+/// The boot log file, once the state partition (or RAM's /var/log) is there; closed before
+/// the state partition is unmounted at shutdown.
+static FILE: Mutex<Option<File>> = Mutex::new(None);
+
+/// Stops writing the boot log file (it lives on the state partition, which must unmount).
+pub fn close_file() {
+    if let Ok(mut f) = FILE.lock() {
+        if let Some(f) = f.take() {
+            let _ = f.sync_all();
+        }
+    }
+}
 
 /// Also writes every line to `path` (appending; a file over 1 MiB is rotated to `.1`).
 pub fn log_to_file(path: &Path) {
@@ -23,7 +33,9 @@ pub fn log_to_file(path: &Path) {
     }
     match OpenOptions::new().create(true).append(true).open(path) {
         Ok(f) => {
-            let _ = FILE.set(Mutex::new(f));
+            if let Ok(mut slot) = FILE.lock() {
+                *slot = Some(f);
+            }
         }
         Err(e) => log::warn!("boot log {}: {e}", path.display()),
     }
@@ -45,8 +57,10 @@ impl log::Log for Logger {
         let line = format!("ros-init: {}: {}\n", record.level(), record.args());
         // Errors writing the console are not actionable: PID 1 carries on.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        if let Some(Ok(mut f)) = FILE.get().map(Mutex::lock) {
-            let _ = f.write_all(line.as_bytes());
+        if let Ok(mut f) = FILE.lock() {
+            if let Some(f) = f.as_mut() {
+                let _ = f.write_all(line.as_bytes());
+            }
         }
         if let Some(kmsg) = &self.kmsg {
             let prio = match record.level() {

@@ -227,21 +227,25 @@ pub fn teardown() {
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     points.dedup();
+    // Read-only first: whatever still holds a file open, nothing more is written.
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if let Err(e) = mount(None::<&str>, STATE_MOUNT, None::<&str>, flags, None::<&str>) {
+        log::warn!("remount {STATE_MOUNT} read-only: {e}");
+    }
+    let mut busy = Vec::new();
     for p in &points {
         if let Err(e) = umount2(p.as_str(), MntFlags::empty()) {
-            log::warn!("unmount {p}: {e}; detaching it");
+            busy.push(format!("{p} ({e})"));
             let _ = umount2(p.as_str(), MntFlags::MNT_DETACH);
         }
     }
     nix::unistd::sync();
-    if crate::early::mount_points()
-        .iter()
-        .any(|(p, _)| p == STATE_MOUNT)
-    {
-        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        if let Err(e) = mount(None::<&str>, STATE_MOUNT, None::<&str>, flags, None::<&str>) {
-            log::error!("remount {STATE_MOUNT} read-only: {e}");
-        }
+    if busy.is_empty() {
+        log::info!("state partition unmounted");
+    } else {
+        log::warn!(
+            "state partition read-only, still busy: {}; detached",
+            busy.join(", ")
+        );
     }
-    log::info!("state partition unmounted");
 }

@@ -265,7 +265,7 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
         );
         shut_down(&mut c, &mut vm, "poweroff", "first boot");
         c.check(
-            vm.output().contains("state partition unmounted"),
+            vm.output().contains("state partition unmounted") && !vm.output().contains("still busy"),
             "first boot: the state partition was unmounted at shutdown",
             vm.tail(30),
         );
@@ -277,6 +277,11 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
         c.check(
             !vm.output().contains("formatting as ROS_STATE"),
             "second boot: the state partition is not formatted again",
+            vm.tail(40),
+        );
+        c.check(
+            !vm.output().contains("recovering journal"),
+            "second boot: the state file system was left clean at poweroff",
             vm.tail(40),
         );
         let marker = sh(&mut c, &mut vm, "cat /var/lib/ros/marker", "read the file");

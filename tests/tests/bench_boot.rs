@@ -1,0 +1,171 @@
+//! The boot benchmark (`make bench`; ignored in `make test`): one run, side by side, under
+//! the same QEMU (TCG) and kernel —
+//! - QEMU start → `ros: ready` (every default service up, the user engine answering
+//!   `docker info`) against QEMU start → a marker printed by a trivial busybox `/init`;
+//! - memory in use after ready (`free`), and the smallest `-m` of a ladder that reaches ready;
+//! - the sizes of the boot artifacts.
+//!
+//! Reported, not asserted: the ready line's meaning never changes to improve a number.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ros_tests::qemu::{parse_ready, Drive, Vm, VmConfig};
+use ros_tests::{require_tool, tempdir, workspace_dir};
+
+const ROUNDS: usize = 3;
+
+fn dist(name: &str) -> PathBuf {
+    workspace_dir().join("dist").join(name)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn mib(path: &Path) -> f64 {
+    std::fs::metadata(path).map_or(f64::NAN, |m| m.len() as f64 / (1 << 20) as f64)
+}
+
+/// An initrd whose /init prints a marker and powers off: the bare kernel's boot time.
+fn bare_initrd(dir: &Path) -> PathBuf {
+    let root = dir.join("bare");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::fs::write(
+        root.join("init"),
+        "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc 2>/dev/null\n\
+         echo BARE-KERNEL-MARKER\n/bin/busybox poweroff -f\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.join("bare.cpio.gz");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && find . | cpio -o -H newc --quiet | gzip -1 > {}",
+            root.display(),
+            out.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the bare initrd failed");
+    out
+}
+
+fn slot(dir: &Path) -> PathBuf {
+    let content = dir.join("slot");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::copy(dist("images.sqfs"), content.join("images.sqfs")).unwrap();
+    let img = dir.join("slot-a.img");
+    let size = mib(&dist("images.sqfs")) as u64 + 64;
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "ROS_A", "-d"])
+        .arg(&content)
+        .arg(&img)
+        .arg(format!("{size}M"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    img
+}
+
+/// Boots ros once; seconds from QEMU start to the ready line (None: degraded or timeout),
+/// and the MiB in use after ready.
+fn boot_ros(dir: &Path, slot: &Path, mem: u32, i: usize) -> (Option<f64>, Option<u64>) {
+    let state = dir.join(format!("state-{mem}-{i}.qcow2"));
+    let _ = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&state)
+        .arg("2G")
+        .status();
+    let mut c = VmConfig::new(dist("vmlinuz"), dist("initrd"));
+    c.memory_mb = mem;
+    c.append = "console=ttyS0 panic=-1 quiet ros.autologin=ttyS0 ros.images=LABEL=ROS_A \
+                ros.boot_timeout=240 ros.state.autoformat=[/dev/vda]"
+        .into();
+    c.drives = vec![Drive::qcow2(&state), Drive::raw(slot).read_only()];
+    let start = Instant::now();
+    let Ok(mut vm) = Vm::start(&c, &dir.join(format!("ros-{mem}-{i}.log"))) else {
+        return (None, None);
+    };
+    let line = vm.wait_for_any(&["ros: ready in ", "ros: degraded: "], Duration::from_secs(300));
+    let ready = line.as_deref().and_then(parse_ready).map(|_| start.elapsed().as_secs_f64());
+    let used = ready.and_then(|_| {
+        let (_, out) = vm.sh("free -m | grep Mem:", Duration::from_secs(60))?;
+        out.split_whitespace().nth(2)?.parse().ok()
+    });
+    (ready, used)
+}
+
+#[test]
+#[ignore = "benchmark: make bench"]
+fn boot_to_ready_against_the_bare_kernel() {
+    let test = "boot_to_ready_against_the_bare_kernel";
+    if !require_tool(test, "qemu-system-x86_64") || !require_tool(test, "cpio") {
+        return;
+    }
+    for f in ["vmlinuz", "initrd", "images.sqfs"] {
+        assert!(dist(f).is_file(), "dist/{f} missing: make image");
+    }
+    let t = tempdir();
+    let bare = bare_initrd(t.path());
+    let slot = slot(t.path());
+
+    let mut bare_times = Vec::new();
+    let mut ros_times = Vec::new();
+    let mut used = Vec::new();
+    for i in 0..ROUNDS {
+        let mut c = VmConfig::new(dist("vmlinuz"), &bare);
+        c.append = "console=ttyS0 panic=-1 quiet".into();
+        c.no_network = true;
+        let start = Instant::now();
+        let mut vm = Vm::start(&c, &t.path().join(format!("bare-{i}.log"))).unwrap();
+        if vm.wait_for("BARE-KERNEL-MARKER", Duration::from_secs(120)).is_some() {
+            bare_times.push(start.elapsed().as_secs_f64());
+        }
+        drop(vm);
+        let (ready, mem) = boot_ros(t.path(), &slot, 1024, i);
+        ros_times.extend(ready);
+        used.extend(mem);
+    }
+    let mut smallest = None;
+    for mem in [128, 192, 256, 384] {
+        let (ready, _) = boot_ros(t.path(), &slot, mem, 99);
+        eprintln!(
+            "-m {mem}: {}",
+            ready.map_or("no ready line".to_string(), |s| format!("ready after {s:.1}s"))
+        );
+        if ready.is_some() {
+            smallest = Some(mem);
+            break;
+        }
+    }
+    let (b, r) = (median(bare_times.clone()), median(ros_times.clone()));
+    println!("\nboot (QEMU TCG, 2 vCPUs, -m 1024; {ROUNDS} rounds, medians, QEMU start → marker):");
+    println!("| metric | ros | bare kernel + busybox init | ratio | goal |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| QEMU start → ready (user docker answering) | {r:.1} s | {b:.1} s | {:.2}× | ≤ 2× |",
+        r / b
+    );
+    println!(
+        "| memory in use after ready (`free`) | {} MiB | | | small next to Debian's ~100 MiB |",
+        used.iter().max().map_or("?".into(), |u| u.to_string())
+    );
+    println!(
+        "| smallest `-m` reaching ready (of 128/192/256/384) | {} | | | 128 |",
+        smallest.map_or("none".into(), |m| format!("{m} MiB"))
+    );
+    println!(
+        "| sizes | vmlinuz {:.1} MiB, initrd {:.1} MiB, images.sqfs {:.1} MiB | | | initrd ≤ 40 MiB |",
+        mib(&dist("vmlinuz")),
+        mib(&dist("initrd")),
+        mib(&dist("images.sqfs"))
+    );
+    println!("raw: bare {bare_times:?} ros {ros_times:?} used {used:?}");
+}
