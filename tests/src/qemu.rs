@@ -382,6 +382,26 @@ impl Drop for Vm {
     }
 }
 
+/// A boot slot as ros lays it out: an ext4 file system labelled `label` (`ROS_A`) holding
+/// `images.sqfs`, made without mounting (`mkfs.ext4 -d`) in `dir`.
+pub fn boot_slot(dir: &Path, images_sqfs: &Path, label: &str) -> PathBuf {
+    let content = dir.join(format!("{label}-content"));
+    fs::create_dir_all(&content).expect("slot content dir");
+    fs::copy(images_sqfs, content.join("images.sqfs")).expect("copy images.sqfs");
+    let size_mb = fs::metadata(images_sqfs).map_or(0, |m| m.len()) / (1 << 20) + 64;
+    let img = dir.join(format!("{label}.img"));
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", label, "-d"])
+        .arg(&content)
+        .arg(&img)
+        .arg(format!("{size_mb}M"))
+        .status()
+        .expect("run mkfs.ext4");
+    assert!(st.success(), "mkfs.ext4 -d for the boot slot failed");
+    let _ = fs::remove_dir_all(&content);
+    img
+}
+
 /// The ready line's numbers: `ros: ready in 7.42s (kernel 1.71s, userland 5.71s)`.
 pub fn parse_ready(line: &str) -> Option<(f64, f64, f64)> {
     let rest = line.split("ros: ready in ").nth(1)?;

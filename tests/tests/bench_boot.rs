@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ros_tests::qemu::{parse_ready, Drive, Vm, VmConfig};
+use ros_tests::qemu::{boot_slot, parse_ready, Drive, Vm, VmConfig};
 use ros_tests::{require_tool, tempdir, workspace_dir};
 
 const ROUNDS: usize = 3;
@@ -57,23 +57,6 @@ fn bare_initrd(dir: &Path) -> PathBuf {
     out
 }
 
-fn slot(dir: &Path) -> PathBuf {
-    let content = dir.join("slot");
-    std::fs::create_dir_all(&content).unwrap();
-    std::fs::copy(dist("images.sqfs"), content.join("images.sqfs")).unwrap();
-    let img = dir.join("slot-a.img");
-    let size = mib(&dist("images.sqfs")) as u64 + 64;
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "ROS_A", "-d"])
-        .arg(&content)
-        .arg(&img)
-        .arg(format!("{size}M"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    img
-}
-
 /// Boots ros once; seconds from QEMU start to the ready line (None: degraded or timeout),
 /// and the MiB in use after ready.
 fn boot_ros(dir: &Path, slot: &Path, mem: u32, i: usize) -> (Option<f64>, Option<u64>) {
@@ -93,8 +76,21 @@ fn boot_ros(dir: &Path, slot: &Path, mem: u32, i: usize) -> (Option<f64>, Option
     let Ok(mut vm) = Vm::start(&c, &dir.join(format!("ros-{mem}-{i}.log"))) else {
         return (None, None);
     };
-    let line = vm.wait_for_any(&["ros: ready in ", "ros: degraded: "], Duration::from_secs(300));
-    let ready = line.as_deref().and_then(parse_ready).map(|_| start.elapsed().as_secs_f64());
+    // A kernel that cannot unpack the initrd or start init never prints either line.
+    let line = vm.wait_for_any(
+        &[
+            "ros: ready in ",
+            "ros: degraded: ",
+            "Initramfs unpacking failed",
+            "Kernel panic",
+            "Out of memory",
+        ],
+        Duration::from_secs(300),
+    );
+    let ready = line
+        .as_deref()
+        .and_then(parse_ready)
+        .map(|_| start.elapsed().as_secs_f64());
     let used = ready.and_then(|_| {
         let (_, out) = vm.sh("free -m | grep Mem:", Duration::from_secs(60))?;
         out.split_whitespace().nth(2)?.parse().ok()
@@ -114,7 +110,7 @@ fn boot_to_ready_against_the_bare_kernel() {
     }
     let t = tempdir();
     let bare = bare_initrd(t.path());
-    let slot = slot(t.path());
+    let slot = boot_slot(t.path(), &dist("images.sqfs"), "ROS_A");
 
     let mut bare_times = Vec::new();
     let mut ros_times = Vec::new();
@@ -125,7 +121,10 @@ fn boot_to_ready_against_the_bare_kernel() {
         c.no_network = true;
         let start = Instant::now();
         let mut vm = Vm::start(&c, &t.path().join(format!("bare-{i}.log"))).unwrap();
-        if vm.wait_for("BARE-KERNEL-MARKER", Duration::from_secs(120)).is_some() {
+        if vm
+            .wait_for("BARE-KERNEL-MARKER", Duration::from_secs(120))
+            .is_some()
+        {
             bare_times.push(start.elapsed().as_secs_f64());
         }
         drop(vm);
@@ -138,7 +137,9 @@ fn boot_to_ready_against_the_bare_kernel() {
         let (ready, _) = boot_ros(t.path(), &slot, mem, 99);
         eprintln!(
             "-m {mem}: {}",
-            ready.map_or("no ready line".to_string(), |s| format!("ready after {s:.1}s"))
+            ready.map_or("no ready line".to_string(), |s| format!(
+                "ready after {s:.1}s"
+            ))
         );
         if ready.is_some() {
             smallest = Some(mem);

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ros_tests::qemu::{parse_ready, Drive, Vm, VmConfig};
+use ros_tests::qemu::{boot_slot, parse_ready, Drive, Vm, VmConfig};
 use ros_tests::{require_tool, skip, tempdir, workspace_dir, Checks};
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -31,25 +31,6 @@ fn dist(name: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-/// A file system labelled ROS_A holding the system images: the boot slot's shape.
-fn boot_slot(dir: &Path) -> PathBuf {
-    let content = dir.join("slot");
-    std::fs::create_dir_all(&content).unwrap();
-    let sqfs = dist("images.sqfs");
-    std::fs::copy(&sqfs, content.join("images.sqfs")).unwrap();
-    let size_mb = std::fs::metadata(&sqfs).unwrap().len() / (1 << 20) + 64;
-    let img = dir.join("slot-a.img");
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "ROS_A", "-d"])
-        .arg(&content)
-        .arg(&img)
-        .arg(format!("{size_mb}M"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "mkfs.ext4 -d for the boot slot failed");
-    img
 }
 
 fn blank_qcow2(path: &Path, size: &str) {
@@ -155,7 +136,7 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
         return;
     }
     let t = tempdir();
-    let slot = boot_slot(t.path());
+    let slot = boot_slot(t.path(), &dist("images.sqfs"), "ROS_A");
     let state = t.path().join("state.qcow2");
     blank_qcow2(&state, "2G");
     let drives = || vec![Drive::qcow2(&state), Drive::raw(&slot).read_only()];
@@ -265,7 +246,8 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
         );
         shut_down(&mut c, &mut vm, "poweroff", "first boot");
         c.check(
-            vm.output().contains("state partition unmounted") && !vm.output().contains("still busy"),
+            vm.output().contains("state partition unmounted")
+                && !vm.output().contains("still busy"),
             "first boot: the state partition was unmounted at shutdown",
             vm.tail(30),
         );
