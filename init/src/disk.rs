@@ -1,8 +1,9 @@
 //! Block devices as PID 1 sees them before udev: listing them from sysfs, recognising
 //! filesystems and GPT partitions from raw bytes, waiting for `LABEL=`/`UUID=`/`PARTLABEL=`
-//! specs, writing the one-partition GPT of `ros.state.autoformat`, and loop devices.
+//! specs, writing the one-partition GPT of `ros.state.autoformat`, growing the last GPT
+//! partition of an enlarged disk and telling the kernel, and loop devices.
 //!
-//! Not here: mounting, mkfs, growing partitions. Every root (`/sys`, `/dev`) is a parameter
+//! Not here: mounting, mkfs, growing filesystems. Every root (`/sys`, `/dev`) is a parameter
 //! so the logic is tested on image files in a tempdir.
 
 mod gpt;
@@ -17,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use gpt::{
-    format_guid, gpt_partition_names, gpt_partitions, guid_from_disk, guid_to_disk,
-    write_single_partition_gpt, GptPartition, LINUX_FS_TYPE,
+    format_guid, gpt_partition_names, gpt_partitions, grow_last_partition, guid_from_disk,
+    guid_to_disk, write_single_partition_gpt, GptPartition, LINUX_FS_TYPE,
 };
 pub use loopdev::{loop_attach, LoopDevice};
 pub use probe::{format_uuid, probe, FsType, Probe};
@@ -43,13 +44,20 @@ pub enum DiskError {
     NotBlank { path: PathBuf },
     #[error("{} is too small for a partition table and a partition ({size} bytes)", path.display())]
     TooSmall { path: PathBuf, size: u64 },
+    #[error("{} has no valid primary GPT", path.display())]
+    NoGpt { path: PathBuf },
+    #[error("{} has no partition {index}", path.display())]
+    NoPartition { path: PathBuf, index: u32 },
 }
 
 impl From<DiskError> for io::Error {
     fn from(e: DiskError) -> io::Error {
         let kind = match &e {
             DiskError::Io { source, .. } => source.kind(),
-            DiskError::NotBlank { .. } | DiskError::TooSmall { .. } => io::ErrorKind::InvalidInput,
+            DiskError::NotBlank { .. }
+            | DiskError::TooSmall { .. }
+            | DiskError::NoPartition { .. } => io::ErrorKind::InvalidInput,
+            DiskError::NoGpt { .. } => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)
     }
@@ -224,6 +232,67 @@ pub fn reread_partitions(path: &Path) -> io::Result<()> {
     };
     let f = File::open(path).map_err(err("opening"))?;
     crate::sys::blkrrpart(&f).map_err(err("re-reading the partition table of"))
+}
+
+/// Tells the kernel that partition `index` of the whole disk `disk` now spans `sectors`
+/// sectors of `sector_size` bytes from `start_lba` (where it already starts), after
+/// [`grow_last_partition`]. Uses `BLKPG_RESIZE_PARTITION`, which works while other
+/// partitions of the disk are mounted; falls back to `BLKRRPART` (which fails with EBUSY
+/// then) on a kernel or driver that answers ENOTTY or EINVAL.
+pub fn resize_partition_in_kernel(
+    disk: &Path,
+    index: u32,
+    start_lba: u64,
+    sectors: u64,
+    sector_size: u64,
+) -> io::Result<()> {
+    let err = |op| {
+        move |source| {
+            io::Error::from(DiskError::Io {
+                op,
+                path: disk.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let bytes = |n: u64| {
+        n.checked_mul(sector_size)
+            .and_then(|b| i64::try_from(b).ok())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let op = "resizing a partition of";
+    let pno = i32::try_from(index).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let (pno, start, length) = match (pno, bytes(start_lba), bytes(sectors)) {
+        (Ok(p), Ok(s), Ok(l)) => (p, s, l),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(err(op)(e)),
+    };
+    let f = File::open(disk).map_err(err("opening"))?;
+    match crate::sys::blkpg_resize_partition(&f, pno, start, length) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {
+            log::debug!("BLKPG on {}: {e}; re-reading the table", disk.display());
+            crate::sys::blkrrpart(&f).map_err(err("re-reading the partition table of"))
+        }
+        Err(e) => Err(err(op)(e)),
+    }
+}
+
+/// The logical sector size of `path`: what the kernel says for a block device, 512 for an
+/// image file.
+pub fn logical_sector_size(path: &Path) -> io::Result<u64> {
+    let f = File::open(path).map_err(|source| DiskError::Io {
+        op: "opening",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    gpt::sector_size(&f).map_err(|source| {
+        DiskError::Io {
+            op: "reading the sector size of",
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// What a device spec asks for.

@@ -1,8 +1,8 @@
 //! The one place PID 1 needs `unsafe`: resetting the signal mask of a child between fork and
-//! exec, and the block-device ioctls (loop devices, partition re-read, sector size) that
-//! neither std nor nix wraps. PID 1 blocks the signals it takes through its signalfd, and a
-//! blocked mask survives execve(2) (signal(7)), so without the first every service would
-//! start deaf to SIGTERM.
+//! exec, and the block-device ioctls (loop devices, partition re-read and resize, sector
+//! size) that neither std nor nix wraps. PID 1 blocks the signals it takes through its
+//! signalfd, and a blocked mask survives execve(2) (signal(7)), so without the first every
+//! service would start deaf to SIGTERM.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -36,6 +36,10 @@ const LOOP_CONFIGURE: u32 = 0x4C0A;
 const LOOP_CTL_GET_FREE: u32 = 0x4C82;
 const BLKRRPART: u32 = 0x125F;
 const BLKSSZGET: u32 = 0x1268;
+/// `_IO(0x12, 105)` of <linux/fs.h>; the argument is a `struct blkpg_ioctl_arg`.
+const BLKPG: u32 = 0x1269;
+/// `op` of <linux/blkpg.h>: change the size of an existing partition (Linux 3.6+).
+const BLKPG_RESIZE_PARTITION: libc::c_int = 3;
 
 /// `lo_flags`: the device refuses writes.
 pub const LO_FLAGS_READ_ONLY: u32 = 1;
@@ -201,6 +205,69 @@ pub fn blksszget(dev: &File) -> io::Result<u32> {
     };
     check(ret)?;
     Ok(size.unsigned_abs())
+}
+
+/// `struct blkpg_partition` of <linux/blkpg.h>: 148 bytes of fields, padded to the 8-byte
+/// alignment of `long long` (152) on every 64-bit ABI.
+#[repr(C)]
+struct BlkpgPartition {
+    /// Bytes from the start of the disk.
+    start: libc::c_longlong,
+    /// Bytes.
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg` of <linux/blkpg.h>.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
+
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(std::mem::size_of::<BlkpgPartition>() == 152);
+    assert!(std::mem::offset_of!(BlkpgPartition, pno) == 16);
+    assert!(std::mem::offset_of!(BlkpgPartition, devname) == 20);
+    assert!(std::mem::offset_of!(BlkpgPartition, volname) == 84);
+    assert!(std::mem::size_of::<BlkpgIoctlArg>() == 24);
+    assert!(std::mem::offset_of!(BlkpgIoctlArg, datalen) == 8);
+    assert!(std::mem::offset_of!(BlkpgIoctlArg, data) == 16);
+};
+
+/// `BLKPG_RESIZE_PARTITION` on the whole-disk device `disk`: partition `pno` now spans
+/// `length` bytes from `start` (which must be where it already starts). Unlike `BLKRRPART`
+/// this works while other partitions of the disk are mounted.
+pub fn blkpg_resize_partition(disk: &File, pno: i32, start: i64, length: i64) -> io::Result<()> {
+    let mut part = BlkpgPartition {
+        start,
+        length,
+        pno,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: (&mut part as *mut BlkpgPartition).cast(),
+    };
+    // SAFETY: `arg` and the `part` it points at are fully initialised and outlive the call;
+    // `datalen` is the size of `part`, and the kernel only reads both (blkpg_do_ioctl copies
+    // them in). The fd is valid for the borrow.
+    let ret = unsafe {
+        libc::ioctl(
+            disk.as_raw_fd(),
+            BLKPG as libc::Ioctl,
+            &arg as *const BlkpgIoctlArg,
+        )
+    };
+    check(ret).map(drop)
 }
 
 /// getrandom(2) into `buf`, blocking until the kernel's generator is seeded; for when

@@ -10,7 +10,9 @@
 //! 2. the same disks again: no formatting, the file is there, same machine-id; `reboot`
 //!    ends QEMU (`-no-reboot`);
 //! 3. no state disk: ros says it runs from RAM and still gets ready; the ACPI power button
-//!    (QMP `system_powerdown`) powers it off.
+//!    (QMP `system_powerdown`) powers it off;
+//! 4. a 64 MiB state partition made for an 80 MiB disk image, on a 1 GiB disk, grows with
+//!    its file system to fill it, keeping its data.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -128,6 +130,8 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
     if !require_tool(test, "qemu-system-x86_64")
         || !require_tool(test, "qemu-img")
         || !require_tool(test, "mkfs.ext4")
+        || !require_tool(test, "sfdisk")
+        || !require_tool(test, "jq")
     {
         return;
     }
@@ -306,14 +310,59 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             vm.tail(20),
         );
     }
+    // 4. A disk image's small state partition on a bigger disk grows to fill it.
+    let grow = grow_disk(t.path());
+    let cfg = config("", vec![Drive::raw(&grow), Drive::raw(&slot).read_only()]);
+    let log4 = t.path().join("boot4.log");
+    if let Some(mut vm) = boot(&mut c, &cfg, &log4, "grow boot") {
+        c.check(
+            vm.output().contains("state partition grown from 64 MiB to"),
+            "the state partition grows to the end of its disk",
+            vm.tail(40),
+        );
+        let kept = sh(&mut c, &mut vm, "cat /var/lib/ros/before-grow", "data kept");
+        c.check(
+            kept == "kept",
+            "data on the state partition survives the grow",
+            &kept,
+        );
+        let size = sh(&mut c, &mut vm, "df -m /var/lib/ros | tail -1", "df");
+        let mb: u64 = size
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        c.check(mb > 900, "the file system fills the 1 GiB disk", &size);
+        shut_down(&mut c, &mut vm, "poweroff", "grow boot");
+    }
     c.finish_with(|| {
         format!(
-            "serial logs: {} {} {}",
+            "serial logs: {} {} {} {}",
             log1.display(),
             log2.display(),
-            log3.display()
+            log3.display(),
+            log4.display()
         )
     });
+}
+
+/// A 1 GiB raw disk whose GPT, made for 80 MiB, holds a first partition and a 64 MiB
+/// ext4 ROS_STATE partition with a file on it: a disk image put on a bigger disk.
+fn grow_disk(dir: &Path) -> PathBuf {
+    let img = dir.join("grow.img");
+    let script = format!(
+        "set -e; truncate -s 80M {i}; \
+         printf 'label: gpt\\nsize=8MiB, name=other\\nsize=64MiB, name=ROS_STATE\\n' | sfdisk -q {i}; \
+         start=$(sfdisk --json {i} | jq '.partitiontable.partitions[1].start'); \
+         mkdir -p {d}/grow-content/var/lib/ros && echo kept > {d}/grow-content/var/lib/ros/before-grow; \
+         mkfs.ext4 -q -F -L ROS_STATE -d {d}/grow-content -E offset=$((start * 512)) {i} 65536k; \
+         truncate -s 1G {i}",
+        i = img.display(),
+        d = dir.display()
+    );
+    let st = Command::new("sh").arg("-c").arg(&script).status().unwrap();
+    assert!(st.success(), "building the disk to grow failed: {script}");
+    img
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! GUID partition tables: reading the partition names (for `PARTLABEL=`) and writing the
-//! one-partition table `ros.state.autoformat` puts on a blank disk (UEFI spec 2.10 §5.3).
+//! GUID partition tables: reading the partition names (for `PARTLABEL=`), writing the
+//! one-partition table `ros.state.autoformat` puts on a blank disk, and growing the last
+//! partition of an enlarged disk (UEFI spec 2.10 §5.3).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -93,7 +94,17 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(x)
 }
 
-fn read_gpt<R: Read + Seek>(r: &mut R, sector: u64) -> Option<Vec<GptPartition>> {
+/// A primary GPT whose header and entries CRCs check out.
+struct Primary {
+    /// The header sector's first 512 bytes (a header is at most that long here).
+    hdr: [u8; 512],
+    header_size: usize,
+    entry_size: usize,
+    /// All `count * entry_size` bytes of the entries array.
+    table: Vec<u8>,
+}
+
+fn read_primary<R: Read + Seek>(r: &mut R, sector: u64) -> Option<Primary> {
     let hdr: [u8; 512] = read_at(r, sector)?;
     if &hdr[0..8] != SIGNATURE {
         return None;
@@ -121,8 +132,21 @@ fn read_gpt<R: Read + Seek>(r: &mut R, sector: u64) -> Option<Vec<GptPartition>>
     if crc32fast::hash(&table) != u32_at(&hdr, 88) {
         return None;
     }
-    let parts = table
-        .chunks_exact(size as usize)
+    Some(Primary {
+        hdr,
+        header_size,
+        entry_size: size as usize,
+        table,
+    })
+}
+
+fn read_gpt<R: Read + Seek>(r: &mut R, sector: u64) -> Option<Vec<GptPartition>> {
+    read_primary(r, sector).map(|p| parse_entries(&p.table, p.entry_size))
+}
+
+fn parse_entries(table: &[u8], size: usize) -> Vec<GptPartition> {
+    table
+        .chunks_exact(size)
         .zip(1u32..)
         .filter(|(e, _)| e[0..16].iter().any(|&b| b != 0))
         .map(|(e, index)| {
@@ -144,8 +168,7 @@ fn read_gpt<R: Read + Seek>(r: &mut R, sector: u64) -> Option<Vec<GptPartition>>
                 last_lba: u64_at(e, 40),
             }
         })
-        .collect();
-    Some(parts)
+        .collect()
 }
 
 /// Where the pieces of a one-partition GPT go on a disk of `sectors` sectors of `ss` bytes.
@@ -242,7 +265,7 @@ fn entries(l: &Layout, name: &str, part_guid: &[u8; 16]) -> Vec<u8> {
 }
 
 /// The logical sector size: what the kernel says for a block device, 512 for a file.
-fn sector_size(f: &File) -> io::Result<u64> {
+pub(super) fn sector_size(f: &File) -> io::Result<u64> {
     if f.metadata()?.file_type().is_block_device() {
         Ok(u64::from(crate::sys::blksszget(f)?))
     } else {
@@ -309,6 +332,159 @@ pub fn write_single_partition_gpt(
     Ok(layout.part_first)
 }
 
+/// Grows partition `index` (1-based) of the GPT disk or image `disk` to the end of a disk
+/// that was enlarged since the table was written, as a cloud does with an image: the
+/// partition's last LBA becomes the last usable LBA that ends a 1 MiB boundary
+/// (`(lba + 1) % (1 MiB / sector) == 0`), as its start and the other partitions are
+/// aligned by every partitioning tool. The header's last usable LBA follows the disk, and the backup entries and
+/// header move to its end. Other entries are left as they are.
+///
+/// `Ok(None)` when there is nothing to do: `index` is not the partition that ends last, or
+/// it would gain less than 1 MiB. Returns the partition's old and new last LBA otherwise.
+/// Fails on a disk without a valid primary GPT (the backup alone is not trusted here) and
+/// on an `index` that names no used entry.
+///
+/// The backup goes first, then the primary entries and header, each step synced: cut off
+/// anywhere, the disk still holds one valid table, old or new.
+pub fn grow_last_partition(disk: &Path, index: u32) -> io::Result<Option<(u64, u64)>> {
+    let io_err = |op: &'static str| {
+        move |source: io::Error| DiskError::Io {
+            op,
+            path: disk.to_path_buf(),
+            source,
+        }
+    };
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .map_err(io_err("opening"))?;
+    let size = f
+        .seek(SeekFrom::End(0))
+        .map_err(io_err("finding the size of"))?;
+    let ss = sector_size(&f).map_err(io_err("reading the sector size of"))?;
+    let no_gpt = || DiskError::NoGpt {
+        path: disk.to_path_buf(),
+    };
+    let Primary {
+        hdr,
+        header_size,
+        entry_size,
+        mut table,
+    } = read_primary(&mut f, ss).ok_or_else(no_gpt)?;
+    let parts = parse_entries(&table, entry_size);
+    let Some(part) = parts.iter().find(|p| p.index == index) else {
+        return Err(DiskError::NoPartition {
+            path: disk.to_path_buf(),
+            index,
+        }
+        .into());
+    };
+    if parts
+        .iter()
+        .any(|p| p.index != index && p.last_lba >= part.last_lba)
+    {
+        return Ok(None);
+    }
+    let Some(plan) = GrowPlan::new(ss, size / ss, table.len() as u64, part.last_lba) else {
+        return Ok(None);
+    };
+    let old_last_usable = u64_at(&hdr, 48);
+    if plan.last_usable < old_last_usable || u64_at(&hdr, 40) > plan.part_last {
+        // The disk shrank, or the header is nonsense for this disk; not ours to fix.
+        return Ok(None);
+    }
+
+    let at = (index as usize - 1) * entry_size;
+    table[at + 40..at + 48].copy_from_slice(&plan.part_last.to_le_bytes());
+    let entries_crc = crc32fast::hash(&table);
+    let last = plan.sectors - 1;
+    let backup_entries = last - plan.entry_sectors;
+    let sector = |fields: &[(usize, u64)]| {
+        let mut h = vec![0u8; ss as usize];
+        h[..header_size].copy_from_slice(&hdr[..header_size]);
+        for &(at, v) in fields {
+            h[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
+        h[16..20].fill(0);
+        let crc = crc32fast::hash(&h[..header_size]);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        h
+    };
+    // Offsets 24 (this header), 32 (the other one), 48 (last usable), 72 (entries).
+    let primary = sector(&[(32, last), (48, plan.last_usable)]);
+    let primary_entries = u64_at(&hdr, 72);
+    let backup = sector(&[
+        (24, last),
+        (32, 1),
+        (48, plan.last_usable),
+        (72, backup_entries),
+    ]);
+    let write = |f: &File, bytes: &[u8], lba: u64| {
+        f.write_all_at(bytes, lba * ss)
+            .map_err(io_err("writing the partition table to"))
+    };
+    let sync = |f: &File| f.sync_all().map_err(io_err("syncing"));
+    write(&f, &table, backup_entries)?;
+    write(&f, &backup, last)?;
+    sync(&f)?;
+    write(&f, &table, primary_entries)?;
+    write(&f, &primary, 1)?;
+    if let Some(mbr) = grown_protective_mbr(&mut f, plan.sectors) {
+        write(&f, &mbr, 0)?;
+    }
+    sync(&f)?;
+    Ok(Some((part.last_lba, plan.part_last)))
+}
+
+/// Where [`grow_last_partition`] puts things on a disk of `sectors` sectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GrowPlan {
+    sectors: u64,
+    entry_sectors: u64,
+    last_usable: u64,
+    part_last: u64,
+}
+
+impl GrowPlan {
+    /// `None` when the partition ending at `part_last` would gain less than 1 MiB.
+    fn new(ss: u64, sectors: u64, entries_bytes: u64, part_last: u64) -> Option<GrowPlan> {
+        let entry_sectors = entries_bytes.div_ceil(ss);
+        let last_usable = sectors.checked_sub(2 + entry_sectors)?;
+        let align = (ALIGN / ss).max(1);
+        // Gaining a whole MiB means a boundary lies beyond the old end, so there is always
+        // one to end on.
+        let aligned = ((last_usable + 1) / align * align).checked_sub(1)?;
+        (aligned >= part_last.checked_add(align)?).then_some(GrowPlan {
+            sectors,
+            entry_sectors,
+            last_usable,
+            part_last: aligned,
+        })
+    }
+}
+
+/// The protective MBR at LBA 0 with its 0xEE entry covering the grown disk, when LBA 0 is
+/// a plain protective MBR (that one entry, from LBA 1); a hybrid MBR is left alone.
+fn grown_protective_mbr(f: &mut File, sectors: u64) -> Option<Vec<u8>> {
+    let mut m: [u8; 512] = read_at(f, 0)?;
+    if m[510..512] != [0x55, 0xAA] {
+        return None;
+    }
+    let used: Vec<usize> = (0..4)
+        .map(|i| 446 + 16 * i)
+        .filter(|&at| m[at + 4] != 0)
+        .collect();
+    let [at] = used[..] else { return None };
+    if m[at + 4] != 0xEE || u32_at(&m, at + 8) != 1 {
+        return None;
+    }
+    let covered = u32::try_from(sectors - 1).unwrap_or(u32::MAX);
+    m[at + 12..at + 16].copy_from_slice(&covered.to_le_bytes());
+    Some(m.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +510,36 @@ mod tests {
         // 1 MiB + 40 KiB: no whole aligned MiB, so the partition ends at the last usable LBA.
         let l = Layout::new(512, (1 << 20) + 40 * 1024).unwrap();
         assert_eq!(l.part_last, l.last_usable);
+    }
+
+    #[test]
+    fn grow_plan_aligns_the_end_to_a_mib() {
+        // 512-byte sectors, 128 entries of 128 bytes: 32 sectors of entries.
+        let p = GrowPlan::new(512, 256 << 11, 16384, 51199).unwrap();
+        assert_eq!((p.entry_sectors, p.last_usable), (32, (256 << 11) - 34));
+        assert_eq!(p.part_last, 255 * 2048 - 1);
+        // 4096-byte sectors: a MiB is 256 of them, and 4 sectors of entries.
+        let p = GrowPlan::new(4096, 256 << 8, 16384, 16 * 256 - 1).unwrap();
+        assert_eq!((p.entry_sectors, p.last_usable), (4, (256 << 8) - 6));
+        assert_eq!(p.part_last, 255 * 256 - 1);
+    }
+
+    #[test]
+    fn grow_plan_wants_a_whole_mib_more() {
+        let sectors = 64 << 11;
+        let at_end = 63 * 2048 - 1;
+        assert_eq!(GrowPlan::new(512, sectors, 16384, at_end), None);
+        // 32 sectors more leave the partition 2047 short of a MiB more: not worth a new
+        // table. One more, and the 64th MiB fits before the backup entries.
+        assert_eq!(GrowPlan::new(512, sectors + 32, 16384, at_end), None);
+        assert_eq!(
+            GrowPlan::new(512, sectors + 33, 16384, at_end).map(|p| p.part_last),
+            Some(64 * 2048 - 1)
+        );
+        // An end past the last boundary (a table that used the last usable LBA) only ever
+        // gains less than a MiB.
+        assert_eq!(GrowPlan::new(512, sectors, 16384, at_end + 100), None);
+        assert_eq!(GrowPlan::new(512, 10, 16384, 5), None);
     }
 
     #[test]

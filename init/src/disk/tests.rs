@@ -286,6 +286,254 @@ fn guids_and_partition_paths() {
     );
 }
 
+// ---- growing the last partition ----
+
+/// A 64 MiB image partitioned by sfdisk like a small ros disk: an 8 MiB partition, then
+/// ROS_STATE of 16 MiB (sectors 18432..=51199), the rest free. `None` after a `SKIP:`.
+fn small_disk_image(path: &Path, test: &str) -> Option<PathBuf> {
+    let sfdisk = tool("sfdisk", test)?;
+    sparse(path, 64 << 20);
+    let script = "label: gpt\nsize=8MiB, name=ROS_EFI\nsize=16MiB, name=ROS_STATE\n";
+    let mut child = Command::new(&sfdisk)
+        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sfdisk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(sfdisk)
+}
+
+/// `sfdisk --verify` output, asserting it found nothing wrong.
+fn assert_sfdisk_verifies(sfdisk: &Path, img: &Path) {
+    let out = Command::new(sfdisk)
+        .arg("--verify")
+        .arg(img)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sfdisk --verify: {text}");
+    assert!(
+        text.contains("No errors detected"),
+        "sfdisk --verify: {text}"
+    );
+    let lower = text.to_lowercase();
+    for bad in ["corrupt", "mismatch", "not on the end", "warning"] {
+        assert!(!lower.contains(bad), "sfdisk --verify: {text}");
+    }
+}
+
+#[test]
+fn grow_last_partition_to_an_enlarged_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let Some(sfdisk) = small_disk_image(&img, "grow_last_partition_to_an_enlarged_disk") else {
+        return;
+    };
+    let json = |img: &Path| -> serde_json::Value {
+        serde_json::from_str(&run(Command::new(&sfdisk).arg("--json").arg(img))).unwrap()
+    };
+    let before = json(&img);
+    let p1_before = before["partitiontable"]["partitions"][0].clone();
+    assert_eq!(before["partitiontable"]["partitions"][1]["start"], 18432);
+    assert_eq!(before["partitiontable"]["partitions"][1]["size"], 16 * 2048);
+
+    // The cloud gives a 256 MiB disk: the backup GPT is now 192 MiB before the end.
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let sectors: u64 = 256 << 11;
+    let last_usable = sectors - 34;
+    // The last sector before the backup entries that ends a MiB: 255 MiB.
+    let new_last = 255 * 2048 - 1;
+    assert_eq!(
+        grow_last_partition(&img, 2).unwrap(),
+        Some((18432 + 16 * 2048 - 1, new_last))
+    );
+    assert_eq!(fs::metadata(&img).unwrap().len(), 256 << 20);
+
+    assert_sfdisk_verifies(&sfdisk, &img);
+    let after = json(&img);
+    let table = &after["partitiontable"];
+    assert_eq!(table["lastlba"], last_usable, "{after}");
+    assert_eq!(table["firstlba"], before["partitiontable"]["firstlba"]);
+    assert_eq!(table["id"], before["partitiontable"]["id"]);
+    let parts = table["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{after}");
+    assert_eq!(parts[0], p1_before, "partition 1 untouched");
+    assert_eq!(parts[1]["start"], 18432);
+    assert_eq!(parts[1]["size"], new_last + 1 - 18432);
+    assert_eq!(parts[1]["name"], "ROS_STATE");
+    assert_eq!(
+        parts[1]["uuid"],
+        before["partitiontable"]["partitions"][1]["uuid"]
+    );
+
+    // The backup header sits in the last sector and names itself and the primary.
+    let mut f = File::open(&img).unwrap();
+    let mut backup = [0u8; 512];
+    f.seek(SeekFrom::Start((sectors - 1) * 512)).unwrap();
+    f.read_exact(&mut backup).unwrap();
+    assert_eq!(&backup[0..8], b"EFI PART");
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    assert_eq!(u64_at(&backup, 24), sectors - 1, "backup's own LBA");
+    assert_eq!(u64_at(&backup, 32), 1, "backup's alternate LBA");
+    assert_eq!(u64_at(&backup, 48), last_usable);
+    assert_eq!(u64_at(&backup, 72), sectors - 33, "backup entries");
+    // So does the protective MBR's 0xEE entry cover the whole disk again.
+    let mut mbr = [0u8; 512];
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_exact(&mut mbr).unwrap();
+    assert_eq!(mbr[446 + 4], 0xEE);
+    assert_eq!(
+        u32::from_le_bytes(mbr[446 + 12..446 + 16].try_into().unwrap()),
+        u32::try_from(sectors - 1).unwrap()
+    );
+    if let Some(b) = blkid(&img) {
+        assert_eq!(b.get("PTTYPE").map(String::as_str), Some("gpt"), "{b:?}");
+    }
+
+    // Done once: the second boot finds nothing to do, and writes nothing.
+    let bytes = fs::read(&img).unwrap();
+    assert_eq!(grow_last_partition(&img, 2).unwrap(), None);
+    assert!(fs::read(&img).unwrap() == bytes, "a no-op wrote");
+}
+
+#[test]
+fn grow_last_partition_into_free_space_of_the_same_disk() {
+    // The table was written for this disk, but the last partition stops short of its end.
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let Some(sfdisk) = small_disk_image(&img, "grow_last_partition_into_free_space") else {
+        return;
+    };
+    assert_eq!(
+        grow_last_partition(&img, 2).unwrap(),
+        Some((51199, 63 * 2048 - 1))
+    );
+    assert_sfdisk_verifies(&sfdisk, &img);
+    assert_eq!(grow_last_partition(&img, 2).unwrap(), None);
+}
+
+#[test]
+fn grow_leaves_partitions_that_are_not_last_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let Some(sfdisk) = small_disk_image(&img, "grow_leaves_partitions_that_are_not_last_alone")
+    else {
+        return;
+    };
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let bytes = fs::read(&img).unwrap();
+    // Partition 1 is followed by partition 2: nothing to do, not an error.
+    assert_eq!(grow_last_partition(&img, 1).unwrap(), None);
+    // No entry 3, nor 0: an error naming the disk.
+    for index in [0, 3, 200] {
+        let err = grow_last_partition(&img, index).unwrap_err();
+        assert!(
+            matches!(disk_error(&err), Some(DiskError::NoPartition { .. })),
+            "{index}: {err}"
+        );
+        assert!(err.to_string().contains(&*img.to_string_lossy()), "{err}");
+    }
+    assert!(fs::read(&img).unwrap() == bytes, "a refusal wrote");
+    // Still the old table, and still valid.
+    let out = Command::new(&sfdisk)
+        .arg("--json")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn grow_refuses_a_disk_without_a_valid_primary_gpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.img");
+    sparse(&blank, 64 << 20);
+    let err = grow_last_partition(&blank, 1).unwrap_err();
+    assert!(
+        matches!(disk_error(&err), Some(DiskError::NoGpt { .. })),
+        "{err}"
+    );
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(fs::read(&blank).unwrap().iter().all(|&b| b == 0), "wrote");
+
+    // A primary header with a bad CRC: refused, even though the backup is fine.
+    let img = dir.path().join("disk.img");
+    sparse(&img, 8 << 20);
+    write_single_partition_gpt(&img, "ROS_STATE", DISK_GUID, PART_GUID).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mut f = OpenOptions::new().write(true).open(&img).unwrap();
+    f.seek(SeekFrom::Start(512 + 48)).unwrap();
+    f.write_all(&[0x42]).unwrap();
+    drop(f);
+    let err = grow_last_partition(&img, 1).unwrap_err();
+    assert!(
+        matches!(disk_error(&err), Some(DiskError::NoGpt { .. })),
+        "{err}"
+    );
+
+    let err = grow_last_partition(&dir.path().join("absent"), 1).unwrap_err();
+    assert!(err.to_string().contains("absent"), "{err}");
+}
+
+#[test]
+fn grow_a_table_written_by_write_single_partition_gpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    sparse(&img, 8 << 20);
+    write_single_partition_gpt(&img, "ROS_STATE", DISK_GUID, PART_GUID).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    assert_eq!(
+        grow_last_partition(&img, 1).unwrap(),
+        Some((7 * 2048 - 1, 31 * 2048 - 1))
+    );
+    let parts = gpt_partitions(&mut File::open(&img).unwrap());
+    assert_eq!(
+        (parts[0].first_lba, parts[0].last_lba, parts[0].part_guid),
+        (2048, 31 * 2048 - 1, PART_GUID)
+    );
+    if let Some(sfdisk) = tool(
+        "sfdisk",
+        "grow_a_table_written_by_write_single_partition_gpt",
+    ) {
+        assert_sfdisk_verifies(&sfdisk, &img);
+    }
+}
+
 // ---- probe ----
 
 #[test]
@@ -780,4 +1028,69 @@ fn loop_autoclear_when_last_opener_goes() {
 fn loop_attach_missing_file_names_it() {
     let err = loop_attach(Path::new("/nonexistent/ros.img"), true).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ros.img"), "{err}");
+}
+
+/// Detaches a loop device bound by `losetup` when the test ends, passed or not.
+struct Losetup(PathBuf);
+
+impl Drop for Losetup {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn grow_through_a_loop_device_and_tell_the_kernel() {
+    let test = "grow_through_a_loop_device_and_tell_the_kernel";
+    if !loop_capable(test) {
+        return;
+    }
+    let Some(losetup) = tool("losetup", test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    if small_disk_image(&img, test).is_none() {
+        return;
+    }
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let out = run(Command::new(losetup).args(["-f", "--show", "-P"]).arg(&img));
+    let dev = Losetup(PathBuf::from(out.trim()));
+    let name = dev.0.file_name().unwrap().to_string_lossy().into_owned();
+
+    // On a block device: the size comes from seeking, the sector size from BLKSSZGET.
+    assert_eq!(
+        grow_last_partition(&dev.0, 2).unwrap(),
+        Some((51199, 255 * 2048 - 1))
+    );
+    let sectors = 255 * 2048 - 18432;
+
+    let p2 = PathBuf::from(format!("/sys/class/block/{name}p2"));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !p2.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !p2.exists() {
+        // This kernel reads no partition table (no CONFIG_EFI_PARTITION); BLKPG still
+        // reaches it, and its answer proves the argument was read: ENXIO, no partition 2.
+        eprintln!("SKIP: {test}: the kernel made no partitions of {name}; checking ENXIO only");
+        let err = resize_partition_in_kernel(&dev.0, 2, 18432, sectors, 512).unwrap_err();
+        let errno = match disk_error(&err) {
+            Some(DiskError::Io { source, .. }) => source.raw_os_error(),
+            _ => None,
+        };
+        assert_eq!(errno, Some(libc::ENXIO), "{err}");
+        assert!(err.to_string().contains(&name), "{err}");
+        return;
+    }
+    // Partition 1 held open makes BLKRRPART fail with EBUSY; BLKPG does not mind.
+    let _busy = File::open(format!("/dev/{name}p1"));
+    resize_partition_in_kernel(&dev.0, 2, 18432, sectors, 512).unwrap();
+    let size = fs::read_to_string(p2.join("size")).unwrap();
+    assert_eq!(size.trim().parse::<u64>().unwrap(), sectors);
 }
