@@ -86,6 +86,10 @@ fn boot(c: &mut Checks, cfg: &VmConfig, log: &Path, what: &str) -> Option<Vm> {
             line.unwrap_or_default(),
         );
     }
+    // The bring-up's exit is logged right after the ready line: let it pass before typing.
+    if ready.is_some() {
+        vm.wait_for("services: pid ", Duration::from_secs(10));
+    }
     ready.map(|_| vm)
 }
 
@@ -94,7 +98,15 @@ fn sh(c: &mut Checks, vm: &mut Vm, cmd: &str, what: &str) -> String {
     match vm.sh(cmd, CMD) {
         Some((0, out)) => {
             c.check(true, what, "");
-            out.trim().to_string()
+            // PID 1 and the kernel share the serial line: their lines are not the output.
+            out.lines()
+                .filter(|l| {
+                    !l.starts_with("ros-init: ") && !l.starts_with("ros: ") && !l.starts_with('[')
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string()
         }
         other => {
             c.check(
