@@ -12,7 +12,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -326,7 +326,6 @@ pub fn has_comments(text: &str) -> bool {
 }
 
 fn existing_mode(file: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
     fs::metadata(file)
         .ok()
         .map(|m| m.permissions().mode() & 0o7777)
@@ -354,6 +353,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
+        // The umask may have narrowed the mode asked for at creation.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;

@@ -77,7 +77,7 @@ impl log::Log for StderrLogger {
     fn log(&self, record: &log::Record) {
         // At boot and shutdown, the seconds since the kernel started, as the kernel's own
         // lines show them.
-        match uptime() {
+        match ros_init::early::uptime() {
             Some(t) if self.0.starts_with("ros: ") => {
                 eprintln!("[{t:>9.3}] {}{}", self.0, record.args())
             }
@@ -85,15 +85,6 @@ impl log::Log for StderrLogger {
         }
     }
     fn flush(&self) {}
-}
-
-fn uptime() -> Option<f64> {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Sends `log` records to stderr (the first call wins).

@@ -182,22 +182,9 @@ pub fn parse_yaml(text: &str) -> Result<Value, YamlError> {
     })
 }
 
-/// Deep merge: maps merge key by key, anything else in `over` replaces.
-pub fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(bv) => merge(bv, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, o) => *b = o,
-    }
-}
+/// Deep merge: maps merge key by key, anything else in `over` replaces (the config's one
+/// merge rule, owned by the cloud-config crate).
+pub use ros_cloud_config::merge::merge;
 
 /// One file of the catalog of optional services.
 #[derive(Clone, Debug)]
