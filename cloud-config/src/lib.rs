@@ -1,14 +1,21 @@
-//! ros cloud-config: from userdata bytes to a validated, merged config document.
+//! ros cloud-config: from userdata bytes to a validated, merged config document, and from
+//! that document to a configured host.
 //!
 //! Owns: classifying userdata ([`userdata`]), the typed schema ([`schema`], [`types`]) and
 //! its checker with located errors and unknown-key warnings ([`mod@validate`]), merging
 //! layers by precedence ([`merge`]) and kernel command line overrides ([`cmdline`]), loading
-//! the layers of a host ([`load`]), and editing and showing documents for `ros config`
-//! ([`edit`]). Does not own: fetching userdata
-//! (datasources), applying a config to the system, the network, or the `ros config` CLI.
+//! the layers of a host ([`load`]), editing and showing documents for `ros config`
+//! ([`edit`]), the datasources that fetch userdata and metadata and what a save keeps
+//! ([`datasource`], [`instance`]), reading ISO 9660 and FAT seed images in userspace
+//! ([`fsimage`]), and applying a config to a host root ([`apply`]). Does not own: the
+//! network (netconf), starting containers, or the CLIs.
 
+pub mod apply;
 pub mod cmdline;
+pub mod datasource;
 pub mod edit;
+pub mod fsimage;
+pub mod instance;
 pub mod load;
 pub mod merge;
 pub mod node;

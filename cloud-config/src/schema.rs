@@ -96,11 +96,21 @@ pub enum Encoding {
     GzipBase64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// `owner: user[:group]`. Serialized in that form, so the normalized JSON of a config is
+/// itself a valid config (apply re-reads it).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub user: SingleLine,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<SingleLine>,
+}
+
+impl Serialize for Owner {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.group {
+            Some(g) => s.serialize_str(&format!("{}:{}", self.user.as_str(), g.as_str())),
+            None => s.serialize_str(self.user.as_str()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -175,6 +185,9 @@ pub struct CaCerts {
 pub struct CloudInit {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub datasources: Option<Vec<SingleLine>>,
+    /// EC2: use IMDSv1 (no session token) when IMDSv2 is not offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_imdsv1: Option<bool>,
 }
 
 /// The `ros:` namespace.

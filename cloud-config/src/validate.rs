@@ -585,12 +585,15 @@ impl Walker<'_> {
                 "agent" => r.agent = Some(self.raw_map(n, p)?),
                 "vms" => r.vms = Some(self.raw_map(n, p)?),
                 "cloud_init" => {
-                    let ci = self.fields(n, p, &["datasources"], &[])?;
+                    let ci = self.fields(n, p, &["datasources", "allow_imdsv1"], &[])?;
                     let mut out = CloudInit::default();
                     if let Some(d) = ci.get("datasources") {
                         let dp = &join(p, "datasources");
                         out.datasources =
                             Some(self.list(d, dp, |w, i, p| w.checked(i, p, SingleLine::parse))?);
+                    }
+                    if let Some(a) = ci.get("allow_imdsv1") {
+                        out.allow_imdsv1 = Some(self.boolean(a, &join(p, "allow_imdsv1"))?);
                     }
                     r.cloud_init = Some(out);
                 }

@@ -66,6 +66,31 @@ fn valid_configs_normalize() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The normalized JSON of a config is itself a valid config with the same meaning: layers
+/// are merged as JSON and `ros cloud-init apply` reads the merged document back.
+#[test]
+fn normalized_configs_read_back_the_same() {
+    let mut failures = Vec::new();
+    for yml in data("valid") {
+        let name = yml.file_name().unwrap().to_string_lossy().into_owned();
+        let text = fs::read_to_string(&yml).unwrap();
+        let Ok(v) = parse_document(&name, &text) else {
+            continue;
+        };
+        let json = to_json(&v.config);
+        let doc = ros_cloud_config::edit::to_document(&json);
+        match parse_document(&name, &doc) {
+            Ok(back) if to_json(&back.config) == json => {}
+            Ok(back) => failures.push(format!(
+                "{name}: read back differently:\n{doc}\n{:#}",
+                to_json(&back.config)
+            )),
+            Err(e) => failures.push(format!("{name}: does not read back: {e}\n{doc}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 #[test]
 fn invalid_configs_fail_located() {
     let mut failures = Vec::new();

@@ -2,6 +2,7 @@
 //! another name (a symlink such as `system-docker`), it runs that tool instead, so the OS
 //! image carries one binary.
 
+mod cloud_init;
 mod config;
 mod netconf;
 mod power;
@@ -48,6 +49,9 @@ enum Command {
     Config(config::ConfigArgs),
     /// Configure the network: loopback, then DHCP on one interface (foreground)
     Netconf(netconf::NetconfArgs),
+    /// Fetch and apply the instance's cloud-config (datasources)
+    #[command(name = "cloud-init")]
+    CloudInit(cloud_init::CloudInitArgs),
 }
 
 fn main() {
@@ -109,5 +113,6 @@ fn run_ros() -> i32 {
         }
         Command::Netconf(args) => netconf::run(&cli.root, args),
         Command::Config(args) => config::run(&cli.root, args),
+        Command::CloudInit(args) => cloud_init::run(&cli.root, args),
     }
 }
