@@ -1,5 +1,6 @@
-//! The services at boot, in phases — udev, then network, then cloud-init, then the rest —
-//! and the ready line (DESIGN.md §4); and their ordered stop at shutdown.
+//! The services at boot, in phases — the local datasources, udev, network, the network
+//! datasources and the apply of cloud-config ([`crate::cloudinit`]), then the rest — and the
+//! ready line (DESIGN.md §4); and their ordered stop at shutdown.
 //!
 //! Run by PID 1 as a one-shot child (`ros service boot`), so a failure here can never take
 //! PID 1 down. The ready line is printed once, when every enabled long-running service's
@@ -10,10 +11,12 @@
 //! first: `ros: degraded: <service>[,…]`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use ros_cloud_config::datasource::Phase;
 use ros_cloud_config::load::{load, ConfigPaths};
 use ros_services::model::Healthcheck;
 use ros_services::reconcile::{self, Desired, Outcome, UpOptions};
@@ -22,8 +25,9 @@ use ros_services::{order, DockerEngine, Engine, Paths, ServicesConfig};
 use crate::boot::{boot_log, SYSTEM_SOCKET};
 use crate::early::{uptime, KERNEL_SECONDS_ENV};
 
-/// The boot phases: each a service brought up (with what it needs) before the next.
-const PHASES: [&str; 3] = ["udev", "network", "cloud-init"];
+/// The boot phases: each a service brought up (with what it needs) before the next;
+/// cloud-init's network sources and its apply come after them, before the rest.
+const PHASES: [&str; 2] = ["udev", "network"];
 /// Default `ros.boot_timeout`, seconds since the kernel started.
 const BOOT_TIMEOUT: u64 = 300;
 
@@ -71,6 +75,8 @@ pub fn leave_ttys_to_init(desired: &mut Desired, autologin: &str) {
 /// Brings the services up and prints the ready (or degraded) line. Exit code: 0 ready,
 /// 1 degraded.
 pub fn run() -> i32 {
+    // Before the network starts, so a seed's settings are there when it does.
+    let local = crate::cloudinit::save(Path::new("/"), Phase::Local);
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,10 +84,16 @@ pub fn run() -> i32 {
         say(&degraded_line(&["services".to_string()].into()));
         return 1;
     };
-    rt.block_on(bring_up())
+    rt.block_on(bring_up(local))
 }
 
-async fn bring_up() -> i32 {
+/// Runs `f` on a thread of its own: the datasources' HTTP client blocks and must not run
+/// inside the runtime.
+async fn off_runtime(f: impl FnOnce() + Send + 'static) {
+    let _ = tokio::task::spawn_blocking(move || std::thread::spawn(f).join()).await;
+}
+
+async fn bring_up(local_answered: bool) -> i32 {
     let loaded = load(&ConfigPaths::new("/"));
     let timeout = loaded.ros_u64("boot_timeout").unwrap_or(BOOT_TIMEOUT) as f64;
     let kernel: f64 = std::env::var(KERNEL_SECONDS_ENV)
@@ -128,6 +140,16 @@ async fn bring_up() -> i32 {
         .map(|p| vec![p.to_string()])
         .chain(std::iter::once(Vec::new()));
     for only in phases {
+        if only.is_empty() {
+            off_runtime(move || {
+                let root = Path::new("/");
+                if !local_answered {
+                    crate::cloudinit::save(root, Phase::Network);
+                }
+                crate::cloudinit::apply_at_boot(root);
+            })
+            .await;
+        }
         let opts = UpOptions {
             only: only.clone(),
             fresh: true,

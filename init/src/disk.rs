@@ -1,12 +1,14 @@
 //! Block devices as PID 1 sees them before udev: listing them from sysfs, recognising
 //! filesystems and GPT partitions from raw bytes, waiting for `LABEL=`/`UUID=`/`PARTLABEL=`
-//! specs, writing the one-partition GPT of `ros.state.autoformat`, growing the last GPT
+//! specs, writing GPTs (the ros disk layout, the one-partition GPT of
+//! `ros.state.autoformat`), growing the last GPT
 //! partition of an enlarged disk and telling the kernel, and loop devices.
 //!
 //! Not here: mounting, mkfs, growing filesystems. Every root (`/sys`, `/dev`) is a parameter
 //! so the logic is tested on image files in a tempdir.
 
 mod gpt;
+pub mod layout;
 mod loopdev;
 mod probe;
 #[cfg(test)]
@@ -19,7 +21,8 @@ use std::time::{Duration, Instant};
 
 pub use gpt::{
     format_guid, gpt_partition_names, gpt_partitions, grow_last_partition, guid_from_disk,
-    guid_to_disk, write_single_partition_gpt, GptPartition, LINUX_FS_TYPE,
+    guid_to_disk, write_single_partition_gpt, write_table, GptPartition, NewPartition,
+    LINUX_FS_TYPE,
 };
 pub use loopdev::{loop_attach, LoopDevice};
 pub use probe::{format_uuid, probe, FsType, Probe};

@@ -15,6 +15,7 @@
 
 pub mod boot;
 pub mod bringup;
+pub mod cloudinit;
 pub mod disk;
 pub mod early;
 pub mod kmod;

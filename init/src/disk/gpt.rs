@@ -1,6 +1,7 @@
-//! GUID partition tables: reading the partition names (for `PARTLABEL=`), writing the
-//! one-partition table `ros.state.autoformat` puts on a blank disk, and growing the last
-//! partition of an enlarged disk (UEFI spec 2.10 §5.3).
+//! GUID partition tables: reading the partition names (for `PARTLABEL=`), writing a table
+//! (the ros disk layout of [`super::layout`], or the one-partition table
+//! `ros.state.autoformat` puts on a blank disk), and growing the last partition of an
+//! enlarged disk (UEFI spec 2.10 §5.3).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -171,60 +172,78 @@ fn parse_entries(table: &[u8], size: usize) -> Vec<GptPartition> {
         .collect()
 }
 
-/// Where the pieces of a one-partition GPT go on a disk of `sectors` sectors of `ss` bytes.
+/// Where the tables of a GPT go on a disk of `sectors` sectors of `ss` bytes, and the
+/// usable sectors between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Layout {
+struct Geometry {
     ss: u64,
     sectors: u64,
     entry_sectors: u64,
     first_usable: u64,
     last_usable: u64,
-    part_first: u64,
-    part_last: u64,
 }
 
-impl Layout {
-    fn new(ss: u64, size: u64) -> Option<Layout> {
+impl Geometry {
+    fn new(ss: u64, size: u64) -> Option<Geometry> {
         let sectors = size / ss;
         let entry_sectors = ENTRIES_BYTES.div_ceil(ss);
         let first_usable = 2 + entry_sectors;
         let last_usable = sectors.checked_sub(2 + entry_sectors)?;
-        let align = (ALIGN / ss).max(1);
-        let part_first = align.max(first_usable.next_multiple_of(align));
-        let aligned_end = ((last_usable + 1) / align * align).checked_sub(1)?;
-        let part_last = if aligned_end > part_first {
-            aligned_end
-        } else {
-            last_usable
-        };
-        (part_last > part_first).then_some(Layout {
+        (last_usable > first_usable).then_some(Geometry {
             ss,
             sectors,
             entry_sectors,
             first_usable,
             last_usable,
-            part_first,
-            part_last,
         })
+    }
+
+    /// The sectors per 1 MiB alignment unit.
+    fn align(&self) -> u64 {
+        (ALIGN / self.ss).max(1)
+    }
+
+    /// One partition from the first 1 MiB boundary to the last one that fits (or to the
+    /// last usable sector on a disk too small to align both ends).
+    fn whole_disk(&self) -> Option<(u64, u64)> {
+        let align = self.align();
+        let first = align.max(self.first_usable.next_multiple_of(align));
+        let aligned_end = ((self.last_usable + 1) / align * align).checked_sub(1)?;
+        let last = if aligned_end > first {
+            aligned_end
+        } else {
+            self.last_usable
+        };
+        (last > first).then_some((first, last))
     }
 }
 
+/// A partition for [`write_table`]. GUIDs in text-form byte order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPartition {
+    pub name: String,
+    pub type_guid: [u8; 16],
+    pub part_guid: [u8; 16],
+    pub first_lba: u64,
+    pub last_lba: u64,
+}
+
 fn header(
-    l: &Layout,
+    g: &Geometry,
     disk_guid: &[u8; 16],
     entries_crc: u32,
     this_lba: u64,
     other_lba: u64,
     entries_lba: u64,
 ) -> Vec<u8> {
-    let mut h = vec![0u8; l.ss as usize];
+    let mut h = vec![0u8; g.ss as usize];
     h[0..8].copy_from_slice(SIGNATURE);
     h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
     h[12..16].copy_from_slice(&HEADER_SIZE.to_le_bytes());
     h[24..32].copy_from_slice(&this_lba.to_le_bytes());
     h[32..40].copy_from_slice(&other_lba.to_le_bytes());
-    h[40..48].copy_from_slice(&l.first_usable.to_le_bytes());
-    h[48..56].copy_from_slice(&l.last_usable.to_le_bytes());
+    h[40..48].copy_from_slice(&g.first_usable.to_le_bytes());
+    h[48..56].copy_from_slice(&g.last_usable.to_le_bytes());
     h[56..72].copy_from_slice(&guid_to_disk(disk_guid));
     h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
     h[80..84].copy_from_slice(&ENTRY_COUNT.to_le_bytes());
@@ -235,55 +254,51 @@ fn header(
     h
 }
 
-fn protective_mbr(l: &Layout) -> Vec<u8> {
-    let mut m = vec![0u8; l.ss as usize];
+/// The protective MBR, with `boot_code` (at most 440 bytes: GRUB's boot.img) in front.
+fn protective_mbr(g: &Geometry, boot_code: &[u8]) -> Vec<u8> {
+    let mut m = vec![0u8; g.ss as usize];
+    let n = boot_code.len().min(440);
+    m[..n].copy_from_slice(&boot_code[..n]);
     let p = &mut m[446..462];
     // CHS fields as every tool writes them for a protective MBR: start 0/0/2, end maxed.
     p[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
     p[4] = 0xEE;
     p[5..8].copy_from_slice(&[0xFF, 0xFF, 0xFF]);
     p[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let covered = u32::try_from(l.sectors - 1).unwrap_or(u32::MAX);
+    let covered = u32::try_from(g.sectors - 1).unwrap_or(u32::MAX);
     p[12..16].copy_from_slice(&covered.to_le_bytes());
     m[510] = 0x55;
     m[511] = 0xAA;
     m
 }
 
-fn entries(l: &Layout, name: &str, part_guid: &[u8; 16]) -> Vec<u8> {
-    let mut t = vec![0u8; (l.entry_sectors * l.ss) as usize];
-    let e = &mut t[0..ENTRY_SIZE as usize];
-    e[0..16].copy_from_slice(&guid_to_disk(&LINUX_FS_TYPE));
-    e[16..32].copy_from_slice(&guid_to_disk(part_guid));
-    e[32..40].copy_from_slice(&l.part_first.to_le_bytes());
-    e[40..48].copy_from_slice(&l.part_last.to_le_bytes());
-    // The name field holds 36 UTF-16 code units; longer names are cut.
-    for (i, unit) in name.encode_utf16().take(36).enumerate() {
-        e[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+fn entries(g: &Geometry, parts: &[NewPartition]) -> Vec<u8> {
+    let mut t = vec![0u8; (g.entry_sectors * g.ss) as usize];
+    for (p, e) in parts.iter().zip(t.chunks_exact_mut(ENTRY_SIZE as usize)) {
+        e[0..16].copy_from_slice(&guid_to_disk(&p.type_guid));
+        e[16..32].copy_from_slice(&guid_to_disk(&p.part_guid));
+        e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
+        e[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
+        // The name field holds 36 UTF-16 code units; longer names are cut.
+        for (i, unit) in p.name.encode_utf16().take(36).enumerate() {
+            e[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+        }
     }
     t
 }
 
-/// The logical sector size: what the kernel says for a block device, 512 for a file.
-pub(super) fn sector_size(f: &File) -> io::Result<u64> {
-    if f.metadata()?.file_type().is_block_device() {
-        Ok(u64::from(crate::sys::blksszget(f)?))
-    } else {
-        Ok(512)
-    }
-}
-
-/// Writes a GPT with one "Linux filesystem" partition named `part_name` spanning the blank
-/// device or image `path`: protective MBR, primary header and entries, backup entries and
-/// header, then fsync. The partition starts at 1 MiB and ends on the last 1 MiB boundary
-/// that fits. GUIDs are in text-form byte order (see [`super::random_guid`]). Refuses a
-/// device that is not blank (see [`super::is_blank`]). Returns the partition's first LBA.
-pub fn write_single_partition_gpt(
+/// Writes a GPT holding `parts` to the device or image `path`: protective MBR (with
+/// `boot_code` in its first 440 bytes), primary header and entries, backup entries and
+/// header, then fsync. Partitions must lie in the usable sectors, in order, without
+/// overlapping; at most 128. With `require_blank`, refuses a device that is not blank
+/// (see [`super::is_blank`]).
+pub fn write_table(
     path: &Path,
-    part_name: &str,
     disk_guid: [u8; 16],
-    part_guid: [u8; 16],
-) -> io::Result<u64> {
+    parts: &[NewPartition],
+    boot_code: &[u8],
+    require_blank: bool,
+) -> io::Result<()> {
     let io_err = |op: &'static str| {
         move |source: io::Error| DiskError::Io {
             op,
@@ -300,36 +315,100 @@ pub fn write_single_partition_gpt(
         .seek(SeekFrom::End(0))
         .map_err(io_err("finding the size of"))?;
     let ss = sector_size(&f).map_err(io_err("reading the sector size of"))?;
-    let layout = Layout::new(ss, size).ok_or_else(|| DiskError::TooSmall {
+    let too_small = || DiskError::TooSmall {
         path: path.to_path_buf(),
         size,
-    })?;
-    if !is_blank_file(&mut f, size).map_err(io_err("reading"))? {
+    };
+    let g = Geometry::new(ss, size).ok_or_else(too_small)?;
+    let mut next = g.first_usable;
+    for p in parts {
+        if p.first_lba < next || p.last_lba < p.first_lba || p.last_lba > g.last_usable {
+            return Err(too_small().into());
+        }
+        next = p.last_lba + 1;
+    }
+    if parts.len() > ENTRY_COUNT as usize {
+        return Err(too_small().into());
+    }
+    if require_blank && !is_blank_file(&mut f, size).map_err(io_err("reading"))? {
         return Err(DiskError::NotBlank {
             path: path.to_path_buf(),
         }
         .into());
     }
-    let table = entries(&layout, part_name, &part_guid);
+    let table = entries(&g, parts);
     let entries_crc = crc32fast::hash(&table[..ENTRIES_BYTES as usize]);
-    let last = layout.sectors - 1;
-    let backup_entries = last - layout.entry_sectors;
-    let primary = header(&layout, &disk_guid, entries_crc, 1, last, 2);
-    let backup = header(&layout, &disk_guid, entries_crc, last, 1, backup_entries);
+    let last = g.sectors - 1;
+    let backup_entries = last - g.entry_sectors;
+    let primary = header(&g, &disk_guid, entries_crc, 1, last, 2);
+    let backup = header(&g, &disk_guid, entries_crc, last, 1, backup_entries);
     // Backup first: until the primary header lands, nothing reads this as a GPT.
     let writes: [(u64, &[u8]); 5] = [
         (backup_entries, &table),
         (last, &backup),
         (2, &table),
         (1, &primary),
-        (0, &protective_mbr(&layout)),
+        (0, &protective_mbr(&g, boot_code)),
     ];
     for (lba, bytes) in writes {
         f.write_all_at(bytes, lba * ss)
             .map_err(io_err("writing the partition table to"))?;
     }
     f.sync_all().map_err(io_err("syncing"))?;
-    Ok(layout.part_first)
+    Ok(())
+}
+
+/// Writes a GPT with one "Linux filesystem" partition named `part_name` spanning the blank
+/// device or image `path` (see [`write_table`]). The partition starts at 1 MiB and ends on
+/// the last 1 MiB boundary that fits. GUIDs are in text-form byte order (see
+/// [`super::random_guid`]). Refuses a device that is not blank (see [`super::is_blank`]).
+/// Returns the partition's first LBA.
+pub fn write_single_partition_gpt(
+    path: &Path,
+    part_name: &str,
+    disk_guid: [u8; 16],
+    part_guid: [u8; 16],
+) -> io::Result<u64> {
+    let io_err = |op: &'static str| {
+        move |source: io::Error| DiskError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let f = File::open(path).map_err(io_err("opening"))?;
+    let size = disk_size(&f).map_err(io_err("finding the size of"))?;
+    let ss = sector_size(&f).map_err(io_err("reading the sector size of"))?;
+    let (first_lba, last_lba) = Geometry::new(ss, size)
+        .and_then(|g| g.whole_disk())
+        .ok_or_else(|| DiskError::TooSmall {
+            path: path.to_path_buf(),
+            size,
+        })?;
+    drop(f);
+    let part = NewPartition {
+        name: part_name.to_string(),
+        type_guid: LINUX_FS_TYPE,
+        part_guid,
+        first_lba,
+        last_lba,
+    };
+    write_table(path, disk_guid, &[part], &[], true)?;
+    Ok(first_lba)
+}
+
+fn disk_size(f: &File) -> io::Result<u64> {
+    let mut f = f;
+    f.seek(SeekFrom::End(0))
+}
+
+/// The logical sector size: what the kernel says for a block device, 512 for a file.
+pub(super) fn sector_size(f: &File) -> io::Result<u64> {
+    if f.metadata()?.file_type().is_block_device() {
+        Ok(u64::from(crate::sys::blksszget(f)?))
+    } else {
+        Ok(512)
+    }
 }
 
 /// Grows partition `index` (1-based) of the GPT disk or image `disk` to the end of a disk
@@ -491,25 +570,25 @@ mod tests {
 
     #[test]
     fn layout_of_64_mib() {
-        let l = Layout::new(512, 64 << 20).unwrap();
-        assert_eq!(l.first_usable, 34);
-        assert_eq!(l.last_usable, 131072 - 34);
-        assert_eq!(l.part_first, 2048);
-        assert_eq!(l.part_last, 63 * 2048 - 1);
-        let l4k = Layout::new(4096, 64 << 20).unwrap();
-        assert_eq!(
-            (l4k.first_usable, l4k.part_first, l4k.part_last),
-            (6, 256, 63 * 256 - 1)
-        );
+        let g = Geometry::new(512, 64 << 20).unwrap();
+        assert_eq!(g.first_usable, 34);
+        assert_eq!(g.last_usable, 131072 - 34);
+        assert_eq!(g.whole_disk(), Some((2048, 63 * 2048 - 1)));
+        let g4k = Geometry::new(4096, 64 << 20).unwrap();
+        assert_eq!(g4k.first_usable, 6);
+        assert_eq!(g4k.whole_disk(), Some((256, 63 * 256 - 1)));
     }
 
     #[test]
     fn layout_refuses_tiny_disks() {
-        assert_eq!(Layout::new(512, 1 << 20), None);
-        assert_eq!(Layout::new(512, 0), None);
+        assert_eq!(
+            Geometry::new(512, 1 << 20).and_then(|g| g.whole_disk()),
+            None
+        );
+        assert_eq!(Geometry::new(512, 0), None);
         // 1 MiB + 40 KiB: no whole aligned MiB, so the partition ends at the last usable LBA.
-        let l = Layout::new(512, (1 << 20) + 40 * 1024).unwrap();
-        assert_eq!(l.part_last, l.last_usable);
+        let g = Geometry::new(512, (1 << 20) + 40 * 1024).unwrap();
+        assert_eq!(g.whole_disk().map(|w| w.1), Some(g.last_usable));
     }
 
     #[test]
