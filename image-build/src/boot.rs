@@ -56,7 +56,7 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    fn of(out: &Path, file: &str) -> Result<Artifact, BootError> {
+    pub fn of(out: &Path, file: &str) -> Result<Artifact, BootError> {
         let (size, sha256) = archive::file_digest(&out.join(file))?;
         Ok(Artifact {
             file: file.to_string(),

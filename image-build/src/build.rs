@@ -12,7 +12,8 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::apt::{Apt, AptError, Package};
 use crate::archive::{self, ArchiveError, Written};
-use crate::boot::{self, BootError, BootReport};
+use crate::boot::{self, Artifact, BootError, BootReport};
+use crate::disk;
 use crate::layer::{self, Built, LayerError, LayerPackage};
 use crate::spec::{self, Plan, SpecError};
 use crate::store::{self, StoreError};
@@ -31,6 +32,8 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Boot(#[from] BootError),
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("cannot lock {path}: {source}")]
@@ -62,6 +65,8 @@ pub struct Options {
     pub store: bool,
     /// Build the boot artifacts (`vmlinuz`, `initrd`, `images.sqfs`).
     pub boot: bool,
+    /// Build the disk images and the ISO from them (needs the boot artifacts).
+    pub disks: bool,
     /// Where the initrd's binaries (`ros`, `system-docker-shim`) are.
     pub bin_dir: PathBuf,
     /// The service catalog shipped in the initrd (`services/catalog`).
@@ -94,6 +99,10 @@ pub struct Report {
     pub boot: Option<BootReport>,
     /// Why the boot artifacts were not built, when they were not.
     pub boot_skipped: Option<String>,
+    /// The disk images and the ISO by manifest kind (`raw`, `qcow2`, `iso`).
+    pub disks: Vec<(&'static str, Artifact)>,
+    /// Why there are no disk images, when there are none.
+    pub disks_skipped: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -209,7 +218,34 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
         }
     };
 
-    write_manifest(&opts.out, &plan, &reports, boot.as_ref())?;
+    let (disks, disks_skipped) = match &boot {
+        _ if !opts.disks => (Vec::new(), Some("--no-disks".to_string())),
+        Some(b) if b.images_fs.is_some() => {
+            let made = disk::build(&disk::Inputs {
+                version: &plan.version,
+                epoch,
+                out: &opts.out,
+                work: &opts.cache.join("disk"),
+                preload: plan.boot.as_ref().map_or(&[][..], |b| &b.preload[..]),
+            })?;
+            let mut disks = Vec::new();
+            for (kind, file) in [
+                ("raw", &made.raw),
+                ("qcow2", &made.qcow2),
+                ("iso", &made.iso),
+            ] {
+                disks.push((kind, Artifact::of(&opts.out, file)?));
+            }
+            (disks, None)
+        }
+        _ => {
+            let why = "no boot artifacts with images.sqfs".to_string();
+            log::warn!("disk images not built: {why}");
+            (Vec::new(), Some(why))
+        }
+    };
+
+    write_manifest(&opts.out, &plan, &reports, boot.as_ref(), &disks)?;
     Ok(Report {
         version: plan.version.clone(),
         images: reports,
@@ -221,6 +257,8 @@ pub fn build(opts: &Options) -> Result<Report, BuildError> {
         store_skipped,
         boot,
         boot_skipped,
+        disks,
+        disks_skipped,
         elapsed: start.elapsed(),
     })
 }
@@ -356,14 +394,15 @@ fn write_package_lists(dir: &Path, reports: &[ImageReport]) -> Result<(), BuildE
     Ok(())
 }
 
-/// `dist/manifest.json` (DESIGN.md §8): `version`, `artifacts` (`kernel`, `initrd` and
-/// `images_fs` when this build made them; the others kept from an earlier build of the same
+/// `dist/manifest.json` (DESIGN.md §8): `version`, `artifacts` (`kernel`, `initrd`,
+/// `images_fs`, `raw`, `qcow2` and `iso` when this build made them; the others kept from an earlier build of the same
 /// version: other steps write those), `images`.
 fn write_manifest(
     out: &Path,
     plan: &Plan,
     reports: &[ImageReport],
     boot: Option<&BootReport>,
+    disks: &[(&'static str, Artifact)],
 ) -> Result<(), BuildError> {
     let path = out.join("manifest.json");
     let mut artifacts = serde_json::Value::Object(Default::default());
@@ -384,6 +423,11 @@ fn write_manifest(
             Some((fs, _)) => a.insert("images_fs".into(), fs.json()),
             None => a.remove("images_fs"),
         };
+    }
+    if let Some(a) = artifacts.as_object_mut() {
+        for (kind, artifact) in disks {
+            a.insert((*kind).into(), artifact.json());
+        }
     }
     let images: BTreeMap<&str, serde_json::Value> = reports
         .iter()

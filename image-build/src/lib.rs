@@ -16,6 +16,7 @@ pub mod archive;
 pub mod boot;
 pub mod build;
 pub mod cpio;
+pub mod disk;
 pub mod imagesfs;
 pub mod initrd;
 pub mod kernel;

@@ -30,6 +30,9 @@ struct Args {
     /// Do not build the boot artifacts (vmlinuz, initrd, images.sqfs).
     #[arg(long)]
     no_boot: bool,
+    /// Do not build the disk images (ros-<ver>.raw, .qcow2) and the live ISO.
+    #[arg(long)]
+    no_disks: bool,
     /// Where the initrd's binaries (ros, system-docker-shim) are (default: target/release of
     /// this source tree).
     #[arg(long = "bin-dir", value_name = "DIR")]
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         version: args.image_version.filter(|v| !v.is_empty()),
         store: !args.no_store,
         boot: !args.no_boot,
+        disks: !args.no_disks,
         bin_dir: args.bin_dir.unwrap_or_else(|| root.join("target/release")),
         catalog: root.join("services/catalog"),
     };
@@ -185,6 +189,14 @@ fn print_report(r: &image_build::Report) {
         }
         (None, Some(why)) => println!("boot artifacts: not built ({why})"),
         (None, None) => {}
+    }
+    if let Some(why) = &r.disks_skipped {
+        println!("disk images: not built ({why})");
+    } else {
+        println!("disk images:");
+        for (kind, a) in &r.disks {
+            println!("  {kind:<12} {:>10}  {}", human(a.size), a.file);
+        }
     }
     println!("  done in {:.1}s", r.elapsed.as_secs_f64());
 }

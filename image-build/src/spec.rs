@@ -56,6 +56,8 @@ pub struct BootFile {
     pub load: Vec<String>,
     #[serde(default)]
     pub packages: Vec<String>,
+    #[serde(default)]
+    pub preload: Vec<String>,
 }
 
 /// A layer or an image (an image is a layer plus a container config; the config keys are
@@ -182,6 +184,9 @@ pub struct Boot {
     pub load: Vec<String>,
     /// Debian packages added to the `base` layer's contents in the initrd.
     pub packages: Vec<String>,
+    /// Images of the spec whose archives the disk images and the ISO carry in
+    /// `preload/docker/`, for the user engine to load at first boot.
+    pub preload: Vec<String>,
 }
 
 /// The layer whose contents the initrd starts from.
@@ -400,6 +405,9 @@ fn validate(file: SpecFile, files_root: &Path, version: Option<&str>) -> Result<
                     "boot: the initrd starts from a layer named {BOOT_BASE_LAYER:?}; there is none"
                 ));
             }
+            if let Some(p) = b.preload.iter().find(|p| !file.images.contains_key(*p)) {
+                return Err(format!("boot: preload: {p:?} is not an image of the spec"));
+            }
             Some(boot(b).map_err(|e| format!("boot: {e}"))?)
         }
         None => None,
@@ -468,6 +476,7 @@ fn boot(b: &BootFile) -> Result<Boot, String> {
         modules,
         load,
         packages,
+        preload: b.preload.clone(),
     })
 }
 

@@ -70,6 +70,7 @@ fn build_store() -> PathBuf {
         .arg(&out)
         .arg("--cache")
         .arg(&cache)
+        .arg("--no-disks")
         .env_remove("VERSION")
         .env_remove("SOURCE_DATE_EPOCH")
         .stdin(Stdio::null())

@@ -99,6 +99,7 @@ fn run_build() -> Result<Build, String> {
         .arg(&out)
         .arg("--cache")
         .arg(&cache)
+        .arg("--no-disks")
         .env_remove("VERSION")
         .env_remove("SOURCE_DATE_EPOCH")
         .stdin(Stdio::null())
