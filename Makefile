@@ -9,15 +9,15 @@ SOCK ?= /run/system-docker.sock
 # Debian packages the build and the tests use: real tools only (docker CLI + dockerd,
 # runc, skopeo/umoci to make test images, busybox, a registry server, QEMU and the file
 # system tools that make boot disks without mounting anything).
-APT_PACKAGES := docker.io runc skopeo umoci busybox-static docker-registry squashfs-tools curl jq dnsmasq cloud-init e2fsprogs fdisk zstd cpio dosfstools mtools xorriso erofs-utils
+APT_PACKAGES := docker.io runc skopeo umoci busybox-static docker-registry squashfs-tools curl jq dnsmasq cloud-init e2fsprogs fdisk zstd cpio dosfstools mtools xorriso erofs-utils grub-common grub-pc-bin grub-efi-amd64-bin ovmf openssh-client socat
 # QEMU 7.2 comes with Debian 12's own qemu-utils: a newer qemu-utils installed from
 # backports blocks it, so both are installed together (qemu-img stays).
 QEMU_PACKAGES := qemu-system-x86 qemu-utils/bookworm
 
-# `make run`: the VM's memory, its state disk (kept between runs) and extra kernel arguments.
+# `make run`: the VM's memory, where its disk and seed live, RUN_KEEP=1 to keep the disk.
 RUN_MEM ?= 1024
 RUN_DIR ?= .cache/run
-RUN_APPEND ?=
+RUN_KEEP ?=
 
 .PHONY: all deps build release fixtures images image run test test-full bench fmt lint clean
 
@@ -52,26 +52,36 @@ images:
 	$(CARGO) build --release -p image-build
 	target/release/ros-image-build $(if $(VERSION),--image-version $(VERSION))
 
-# The boot artifacts: dist/vmlinuz, dist/initrd (ros as PID 1, busybox, modules), the
-# system images as dist/images.sqfs, dist/manifest.json. VERSION=x.y.z sets the version.
+# Everything bootable: dist/vmlinuz, dist/initrd (ros as PID 1, busybox, modules), the
+# system images as dist/images.sqfs, the disk images dist/ros-<ver>.raw and .qcow2 (GPT,
+# GRUB for BIOS and UEFI, slots A and B, state), the live ISO dist/ros-<ver>.iso, and
+# dist/manifest.json. VERSION=x.y.z sets the version.
 image: deps
 	$(CARGO) build --release -p ros -p system-docker -p image-build
 	target/release/ros-image-build $(if $(VERSION),--image-version $(VERSION))
 
-# Boots ros in QEMU (TCG) with the serial console on this terminal: the kernel and initrd of
-# dist/, a boot slot (ext4 labelled ROS_A holding images.sqfs) and a state disk that is
-# formatted on first boot and kept in $(RUN_DIR). A root shell autologins on the serial
-# console; `poweroff` ends the VM (or Ctrl-A X).
+# Boots ros in QEMU (TCG) the way a user would: a copy of dist/ros-<ver>.qcow2 started by
+# the firmware (GRUB, BIOS), the serial console on this terminal, SSH forwarded to
+# 127.0.0.1:2222, and a NoCloud seed carrying your public key (~/.ssh/id_ed25519.pub or
+# id_rsa.pub; one is generated in $(RUN_DIR) when you have none). Each run starts from the
+# freshly built image; RUN_KEEP=1 keeps the disk (and its state) of the last run.
+# Log in with `ssh -p 2222 rancher@127.0.0.1`; `sudo poweroff` ends the VM (or Ctrl-A X).
 run: image
-	@mkdir -p $(RUN_DIR)/slot
-	@cp --reflink=auto dist/images.sqfs $(RUN_DIR)/slot/images.sqfs
-	@mkfs.ext4 -q -F -L ROS_A -d $(RUN_DIR)/slot $(RUN_DIR)/slot-a.img $$(( $$(stat -c %s dist/images.sqfs) / 1048576 + 64 ))M
-	@[ -f $(RUN_DIR)/state.qcow2 ] || qemu-img create -q -f qcow2 $(RUN_DIR)/state.qcow2 8G
+	@mkdir -p $(RUN_DIR)
+	@ver=$$(jq -r .version dist/manifest.json); \
+	if [ "$(RUN_KEEP)" != 1 ] || [ ! -f $(RUN_DIR)/disk.qcow2 ]; then cp dist/ros-$$ver.qcow2 $(RUN_DIR)/disk.qcow2; fi
+	@key=$$(ls $$HOME/.ssh/id_ed25519.pub $$HOME/.ssh/id_rsa.pub 2>/dev/null | head -1); \
+	if [ -z "$$key" ]; then key=$(RUN_DIR)/id_ed25519.pub; \
+		[ -f $$key ] || ssh-keygen -q -t ed25519 -N '' -C ros-make-run -f $(RUN_DIR)/id_ed25519; \
+		echo "run: ssh -i $(RUN_DIR)/id_ed25519 -p 2222 rancher@127.0.0.1"; \
+	else echo "run: ssh -p 2222 rancher@127.0.0.1 (key $$key)"; fi; \
+	rm -rf $(RUN_DIR)/seed && mkdir -p $(RUN_DIR)/seed && \
+	printf '#cloud-config\nssh_authorized_keys:\n  - %s\n' "$$(cat $$key)" > $(RUN_DIR)/seed/user-data && \
+	printf 'instance-id: ros-make-run\nlocal-hostname: ros\n' > $(RUN_DIR)/seed/meta-data && \
+	xorriso -as mkisofs -quiet -J -R -V cidata -o $(RUN_DIR)/seed.iso $(RUN_DIR)/seed
 	qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m $(RUN_MEM) -nographic -no-reboot \
-		-kernel dist/vmlinuz -initrd dist/initrd \
-		-append "console=ttyS0 panic=-1 quiet ros.autologin=ttyS0 ros.images=LABEL=ROS_A ros.state.autoformat=[/dev/vda] $(RUN_APPEND)" \
-		-drive file=$(RUN_DIR)/state.qcow2,if=virtio,format=qcow2 \
-		-drive file=$(RUN_DIR)/slot-a.img,if=virtio,format=raw,readonly=on \
+		-drive file=$(RUN_DIR)/disk.qcow2,if=virtio,format=qcow2 \
+		-drive file=$(RUN_DIR)/seed.iso,if=virtio,format=raw,readonly=on \
 		-device virtio-rng-pci -nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22
 
 # The engine alone on this host, in the foreground on $(SOCK) (the issue-2 front door).

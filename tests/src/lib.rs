@@ -14,6 +14,7 @@
 //! was built in), `ROS_FIXTURES_DIR` (default `<target>/fixtures`), `ROS_TESTS_NO_SKIP=1`
 //! (skips fail), `ROS_TESTS_KEEP=1` (keep each test's tempdir, with the daemon's log).
 
+pub mod guest;
 pub mod qemu;
 
 use std::collections::BTreeSet;

@@ -49,9 +49,33 @@ impl Drive {
     }
 }
 
+/// How the VM starts: the kernel and initrd directly, or the firmware from its disks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU loads `kernel` and `initrd` itself with `append` (SeaBIOS underneath).
+    DirectKernel,
+    /// SeaBIOS boots the first bootable disk or the CD-ROM (`boot_order`).
+    Bios,
+    /// OVMF boots the EFI system partition; `vars` is this VM's copy of the variable store.
+    Uefi { vars: PathBuf },
+}
+
+/// OVMF's code and variable-store template (Debian's `ovmf`).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
 /// What a VM boots and with what.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
+    pub firmware: Firmware,
+    /// An ISO on the CD-ROM drive (AHCI on q35).
+    pub cdrom: Option<PathBuf>,
+    /// `-boot order=…` (`d`: the CD-ROM first).
+    pub boot_order: Option<String>,
+    /// `-smbios type=1,…` fields (`manufacturer=Amazon EC2`).
+    pub smbios: Option<String>,
+    /// `guestfwd=tcp:IP:PORT-cmd:CMD` rules of the user network.
+    pub guestfwd: Vec<String>,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     /// The kernel command line.
@@ -71,6 +95,11 @@ pub struct VmConfig {
 impl VmConfig {
     pub fn new(kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> VmConfig {
         VmConfig {
+            firmware: Firmware::DirectKernel,
+            cdrom: None,
+            boot_order: None,
+            smbios: None,
+            guestfwd: Vec::new(),
             kernel: kernel.into(),
             initrd: initrd.into(),
             append: "console=ttyS0 panic=-1".into(),
@@ -85,16 +114,30 @@ impl VmConfig {
     }
 }
 
+impl VmConfig {
+    /// A VM that boots from its disks (or `cdrom`) through `firmware`.
+    pub fn firmware(firmware: Firmware) -> VmConfig {
+        VmConfig {
+            firmware,
+            ..VmConfig::new("", "")
+        }
+    }
+}
+
 /// Whether the environment asks for KVM and the machine has it.
 pub fn kvm_wanted() -> bool {
     std::env::var("ROS_TEST_KVM").is_ok_and(|v| v == "1") && Path::new("/dev/kvm").exists()
 }
 
-/// The `-nic` argument: user networking, restricted, with the forwards.
-pub fn nic_arg(forwards: &[(u16, u16)]) -> String {
+/// The `-nic` argument: user networking, restricted, with the forwards (host → guest) and
+/// the guest forwards (guest → a command on the host).
+pub fn nic_arg(forwards: &[(u16, u16)], guestfwd: &[String]) -> String {
     let mut s = String::from("user,model=virtio-net-pci,restrict=on");
     for (host, guest) in forwards {
         let _ = write!(s, ",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
+    }
+    for g in guestfwd {
+        let _ = write!(s, ",guestfwd={g}");
     }
     s
 }
@@ -135,15 +178,38 @@ pub fn qemu_args(c: &VmConfig) -> Vec<String> {
         "-serial".into(),
         "stdio".into(),
         "-no-reboot".into(),
-        "-kernel".into(),
-        c.kernel.display().to_string(),
-        "-initrd".into(),
-        c.initrd.display().to_string(),
-        "-append".into(),
-        c.append.clone(),
         "-device".into(),
         "virtio-rng-pci".into(),
     ];
+    match &c.firmware {
+        Firmware::DirectKernel => a.extend([
+            "-kernel".into(),
+            c.kernel.display().to_string(),
+            "-initrd".into(),
+            c.initrd.display().to_string(),
+            "-append".into(),
+            c.append.clone(),
+        ]),
+        Firmware::Bios => {}
+        Firmware::Uefi { vars } => a.extend([
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        ]),
+    }
+    if let Some(iso) = &c.cdrom {
+        a.push("-drive".into());
+        a.push(format!("file={},media=cdrom,readonly=on", iso.display()));
+    }
+    if let Some(order) = &c.boot_order {
+        a.push("-boot".into());
+        a.push(format!("order={order}"));
+    }
+    if let Some(smbios) = &c.smbios {
+        a.push("-smbios".into());
+        a.push(format!("type=1,{smbios}"));
+    }
     for d in &c.drives {
         a.push("-drive".into());
         a.push(drive_arg(d));
@@ -157,7 +223,7 @@ pub fn qemu_args(c: &VmConfig) -> Vec<String> {
         a.push("none".into());
     } else {
         a.push("-nic".into());
-        a.push(nic_arg(&c.forwards));
+        a.push(nic_arg(&c.forwards, &c.guestfwd));
     }
     a
 }

@@ -1,0 +1,373 @@
+//! ros as users boot it: the disk images and the live ISO of `dist/` (`make image`), booted
+//! by the firmware in QEMU (TCG) and reached over SSH as `rancher` with a key from a
+//! NoCloud seed — the way a cloud or Vagrant hands a key to a host.
+//!
+//! 1. `ros-<ver>.qcow2` with SeaBIOS (GRUB from the BIOS-boot partition), a NoCloud seed
+//!    (`cidata` ISO) with the key, a hostname, write_files, bootcmd and runcmd: the ready
+//!    line; SSH; the six system services in `sudo system-docker ps`; the preloaded image
+//!    runs in the user engine; cloud-config applied. A second boot of the same disk keeps
+//!    /home/rancher and /var/lib/docker; runcmd ran once, bootcmd twice.
+//! 2. `ros-<ver>.raw` with OVMF (UEFI, GRUB from ROS_EFI) and a broken userdata: the host
+//!    still boots to SSH with the key the seed's meta-data carries, and `ros config status`
+//!    names the refused userdata.
+//! 3. `ros-<ver>.iso` with SeaBIOS from the CD-ROM: the live system's ready line, the root
+//!    shell on the serial console, SSH with a seed's key.
+//!
+//! Needs root, qemu-system-x86_64, qemu-img, xorriso, ssh, ssh-keygen and OVMF; skips loudly
+//! otherwise (`ROS_TEST_NO_VM=1` skips on purpose).
+
+use std::path::Path;
+use std::time::Duration;
+
+use ros_tests::guest::{
+    artifact, copy_sparse, dist_version, free_port, overlay, seed_iso, ssh, ssh_key, wait_ssh,
+};
+use ros_tests::qemu::{parse_ready, Drive, Firmware, Vm, VmConfig, OVMF_CODE, OVMF_VARS};
+use ros_tests::{require_root, require_tool, skip, tempdir, Checks, Output};
+
+const BOOT: Duration = Duration::from_secs(300);
+const SSH: Duration = Duration::from_secs(120);
+const CMD: Duration = Duration::from_secs(120);
+const DOWN: Duration = Duration::from_secs(120);
+
+fn can_run(test: &str) -> bool {
+    if std::env::var("ROS_TEST_NO_VM").is_ok_and(|v| v == "1") {
+        skip(test, "ROS_TEST_NO_VM=1");
+        return false;
+    }
+    require_root(test)
+        && [
+            "qemu-system-x86_64",
+            "qemu-img",
+            "xorriso",
+            "ssh",
+            "ssh-keygen",
+        ]
+        .iter()
+        .all(|t| require_tool(test, t))
+}
+
+/// Starts the VM and waits for the ready line (not `degraded`); `None` (recorded) when it
+/// never comes.
+fn boot(c: &mut Checks, cfg: &VmConfig, log: &Path, what: &str) -> Option<Vm> {
+    let mut vm = match Vm::start(cfg, log) {
+        Ok(vm) => vm,
+        Err(e) => {
+            c.check(false, &format!("{what}: start qemu"), e);
+            return None;
+        }
+    };
+    let line = vm.wait_for_any(&["ros: ready in ", "ros: degraded: "], BOOT);
+    let ready = line.as_deref().and_then(parse_ready);
+    c.check(
+        ready.is_some(),
+        &format!("{what}: the ready line within {BOOT:?}"),
+        format!(
+            "got {line:?}; serial log {}:\n{}",
+            log.display(),
+            vm.tail(80)
+        ),
+    );
+    let (total, kernel, _) = ready?;
+    eprintln!(
+        "{what}: ready in {total:.2}s (kernel {kernel:.2}s); QEMU running {:.1}s",
+        vm.elapsed().as_secs_f64()
+    );
+    Some(vm)
+}
+
+/// Runs `cmd` over SSH as rancher.
+fn on(port: u16, key: &Path, cmd: &str) -> Output {
+    ssh(port, key, "rancher", cmd, CMD)
+}
+
+/// `sudo poweroff` over SSH; QEMU must end by itself.
+fn power_off(c: &mut Checks, vm: &mut Vm, port: u16, key: &Path, what: &str) {
+    let _ = ssh(
+        port,
+        key,
+        "rancher",
+        "sudo poweroff",
+        Duration::from_secs(30),
+    );
+    let st = vm.wait_exit(DOWN);
+    c.check(
+        st.is_some(),
+        &format!("{what}: sudo poweroff ends QEMU"),
+        vm.tail(30),
+    );
+}
+
+fn services_run(c: &mut Checks, port: u16, key: &Path, what: &str) {
+    let ps = on(port, key, "sudo system-docker ps --format '{{.Names}}'");
+    let names = ps.lines();
+    let want = ["udev", "syslog", "ntp", "network", "console", "docker"];
+    c.check(
+        ps.success() && want.iter().all(|w| names.iter().any(|n| n == w)),
+        &format!("{what}: sudo system-docker ps shows {want:?}"),
+        &ps,
+    );
+}
+
+fn user_data(public: &str) -> String {
+    format!(
+        "#cloud-config
+hostname: ros-vm1
+ssh_authorized_keys:
+  - {public}
+write_files:
+  - path: /home/rancher/from-cloud-config.txt
+    permissions: '0640'
+    owner: rancher:rancher
+    content: written by cloud-config
+bootcmd:
+  - echo boot >> /var/lib/ros/bootcmd.log
+runcmd:
+  - [sh, -c, 'echo run >> /var/lib/ros/runcmd.log']
+"
+    )
+}
+
+#[test]
+fn qcow2_bios_nocloud_ssh_and_a_second_boot() {
+    const T: &str = "qcow2_bios_nocloud_ssh_and_a_second_boot";
+    if !can_run(T) {
+        return;
+    }
+    let mut c = Checks::new(T);
+    let dir = tempdir();
+    let d = dir.path();
+    let disk = d.join("disk.qcow2");
+    overlay(&artifact("qcow2"), &disk);
+    let (key, public) = ssh_key(d, "id_ros");
+    let seed = seed_iso(
+        d,
+        "cidata",
+        &[
+            ("user-data", &user_data(&public)),
+            (
+                "meta-data",
+                "instance-id: i-disk-test-1\nlocal-hostname: from-meta-data\n",
+            ),
+        ],
+    );
+    let port = free_port();
+    let mut cfg = VmConfig::firmware(Firmware::Bios);
+    cfg.drives = vec![Drive::qcow2(&disk), Drive::raw(&seed).read_only()];
+    cfg.forwards = vec![(port, 22)];
+    let version = dist_version();
+
+    let Some(mut vm) = boot(&mut c, &cfg, &d.join("boot1.log"), "qcow2 boot 1") else {
+        return c.finish();
+    };
+    c.check(
+        vm.output().contains("GNU GRUB"),
+        "boot 1: GRUB (BIOS) started the kernel",
+        vm.tail(5),
+    );
+    let up = wait_ssh(port, &key, "rancher", SSH);
+    if !c.check(
+        up.success(),
+        "boot 1: SSH as rancher with the seed's key",
+        &up,
+    ) {
+        return c.finish_with(|| vm.tail(80));
+    }
+    services_run(&mut c, port, &key, "boot 1");
+    c.out_eq(
+        &on(port, &key, "hostname"),
+        "ros-vm1",
+        "boot 1: hostname from user-data",
+    );
+    let hello = on(port, &key, &format!("docker run --rm ros/hello:{version}"));
+    c.check(
+        hello.success() && hello.stdout.contains("this image was preloaded"),
+        "boot 1: docker run --rm of the preloaded image prints its greeting",
+        &hello,
+    );
+    let f = on(
+        port,
+        &key,
+        "stat -c '%a %U:%G' /home/rancher/from-cloud-config.txt && cat /home/rancher/from-cloud-config.txt",
+    );
+    c.check(
+        f.stdout.contains("640 rancher:rancher") && f.stdout.contains("written by cloud-config"),
+        "boot 1: write_files with mode and owner",
+        &f,
+    );
+    let st = on(port, &key, "sudo ros config status");
+    c.check(
+        st.success() && st.all().contains("nocloud"),
+        "boot 1: ros config status names the nocloud datasource",
+        &st,
+    );
+    c.ok(
+        &on(
+            port,
+            &key,
+            "echo kept > /home/rancher/kept.txt && docker tag ros/hello:VERSION kept:1"
+                .replace("VERSION", &version)
+                .as_str(),
+        ),
+        "boot 1: a file in /home/rancher and an image tag in /var/lib/docker",
+    );
+    power_off(&mut c, &mut vm, port, &key, "boot 1");
+    drop(vm);
+
+    let Some(mut vm) = boot(&mut c, &cfg, &d.join("boot2.log"), "qcow2 boot 2") else {
+        return c.finish();
+    };
+    let up = wait_ssh(port, &key, "rancher", SSH);
+    if c.check(up.success(), "boot 2: SSH as rancher", &up) {
+        c.out_eq(
+            &on(port, &key, "cat /home/rancher/kept.txt"),
+            "kept",
+            "boot 2: /home/rancher kept",
+        );
+        c.ok(
+            &on(port, &key, "docker image inspect kept:1 >/dev/null"),
+            "boot 2: /var/lib/docker kept (the tag is there)",
+        );
+        c.out_eq(
+            &on(port, &key, "cat /var/lib/ros/runcmd.log"),
+            "run",
+            "runcmd ran once for the instance",
+        );
+        c.out_eq(
+            &on(port, &key, "cat /var/lib/ros/bootcmd.log"),
+            "boot\nboot",
+            "bootcmd ran at each boot",
+        );
+        services_run(&mut c, port, &key, "boot 2");
+        power_off(&mut c, &mut vm, port, &key, "boot 2");
+    }
+    c.finish_with(|| vm.tail(60));
+}
+
+#[test]
+fn raw_uefi_broken_userdata_still_reachable() {
+    const T: &str = "raw_uefi_broken_userdata_still_reachable";
+    if !can_run(T) {
+        return;
+    }
+    if !Path::new(OVMF_CODE).is_file() {
+        skip(T, &format!("{OVMF_CODE} is missing (apt-get install ovmf)"));
+        return;
+    }
+    let mut c = Checks::new(T);
+    let dir = tempdir();
+    let d = dir.path();
+    let disk = d.join("disk.raw");
+    copy_sparse(&artifact("raw"), &disk);
+    let vars = d.join("OVMF_VARS.fd");
+    std::fs::copy(OVMF_VARS, &vars).expect("copy the OVMF variable store");
+    let (key, public) = ssh_key(d, "id_meta");
+    // The userdata is refused (a mode that is not octal); the key comes from meta-data.
+    let seed = seed_iso(
+        d,
+        "cidata",
+        &[
+            (
+                "user-data",
+                "#cloud-config\nhostname: never-applied\nwrite_files:\n  - path: /etc/x\n    permissions: rwx\n    content: x\n",
+            ),
+            (
+                "meta-data",
+                &format!("instance-id: i-uefi\nlocal-hostname: uefi-host\npublic-keys:\n  - {public}\n"),
+            ),
+        ],
+    );
+    let port = free_port();
+    let mut cfg = VmConfig::firmware(Firmware::Uefi { vars });
+    cfg.drives = vec![Drive::raw(&disk), Drive::raw(&seed).read_only()];
+    cfg.forwards = vec![(port, 22)];
+    let Some(mut vm) = boot(&mut c, &cfg, &d.join("uefi.log"), "raw UEFI") else {
+        return c.finish();
+    };
+    c.check(
+        vm.output().contains("BdsDxe") || vm.output().contains("UEFI"),
+        "UEFI firmware (OVMF) booted it",
+        vm.tail(5),
+    );
+    let up = wait_ssh(port, &key, "rancher", SSH);
+    if c.check(
+        up.success(),
+        "SSH as rancher with the meta-data key despite the broken userdata",
+        &up,
+    ) {
+        services_run(&mut c, port, &key, "UEFI");
+        c.out_eq(
+            &on(port, &key, "hostname"),
+            "uefi-host",
+            "the hostname from meta-data (the userdata's was refused)",
+        );
+        let st = on(port, &key, "sudo ros config status");
+        c.check(
+            st.all().contains("permissions") && st.all().contains("rwx"),
+            "ros config status explains the refused userdata (write_files[0].permissions)",
+            &st,
+        );
+        power_off(&mut c, &mut vm, port, &key, "UEFI");
+    }
+    c.finish_with(|| vm.tail(60));
+}
+
+#[test]
+fn iso_bios_live() {
+    const T: &str = "iso_bios_live";
+    if !can_run(T) {
+        return;
+    }
+    let mut c = Checks::new(T);
+    let dir = tempdir();
+    let d = dir.path();
+    let (key, public) = ssh_key(d, "id_live");
+    let seed = seed_iso(
+        d,
+        "cidata",
+        &[
+            (
+                "user-data",
+                &format!("#cloud-config\nssh_authorized_keys: ['{public}']\n"),
+            ),
+            ("meta-data", "instance-id: i-live\n"),
+        ],
+    );
+    let port = free_port();
+    let mut cfg = VmConfig::firmware(Firmware::Bios);
+    cfg.cdrom = Some(artifact("iso"));
+    cfg.boot_order = Some("d".into());
+    cfg.drives = vec![Drive::raw(&seed).read_only()];
+    cfg.forwards = vec![(port, 22)];
+    let Some(mut vm) = boot(&mut c, &cfg, &d.join("live.log"), "ISO live") else {
+        return c.finish();
+    };
+    let out = vm.output();
+    c.check(
+        out.contains("running from RAM"),
+        "the live system says it runs from RAM",
+        vm.tail(40),
+    );
+    let sh = vm.sh("grep -o 'ros.images=[^ ]*' /proc/cmdline", CMD);
+    c.check(
+        sh.as_ref()
+            .is_some_and(|(code, o)| *code == 0 && o.contains("LABEL=ROS_LIVE")),
+        "the root shell on the serial console (autologin) answers; images from the ISO",
+        format!("{sh:?}"),
+    );
+    let up = wait_ssh(port, &key, "rancher", SSH);
+    if c.check(
+        up.success(),
+        "live: SSH as rancher with the seed's key",
+        &up,
+    ) {
+        services_run(&mut c, port, &key, "live");
+    }
+    vm.send("poweroff");
+    c.check(
+        vm.wait_exit(DOWN).is_some(),
+        "live: poweroff ends QEMU",
+        vm.tail(20),
+    );
+    c.finish_with(|| vm.tail(60));
+}
