@@ -98,7 +98,11 @@ fn catalog_names_images_the_spec_builds() {
         }
     }
     // Preloaded images are for the user engine, not services.
-    let preload = plan.boot.as_ref().map(|b| b.preload.clone()).unwrap_or_default();
+    let preload = plan
+        .boot
+        .as_ref()
+        .map(|b| b.preload.clone())
+        .unwrap_or_default();
     for (tag, name) in &tags {
         assert!(
             used.contains(tag) || preload.contains(name),

@@ -4,6 +4,7 @@
 
 mod cloud_init;
 mod config;
+mod install;
 mod netconf;
 mod power;
 mod service;
@@ -47,6 +48,8 @@ enum Command {
     Service(service::ServiceArgs),
     /// Read and change the config (cloud-config)
     Config(config::ConfigArgs),
+    /// Install ros to a disk from the live system (`ros install -d /dev/vda`)
+    Install(install::InstallArgs),
     /// Configure the network: loopback, then DHCP on one interface (foreground)
     Netconf(netconf::NetconfArgs),
     /// Fetch and apply the instance's cloud-config (datasources)
@@ -112,6 +115,7 @@ fn run_ros() -> i32 {
             service::run(&host, &paths, args)
         }
         Command::Netconf(args) => netconf::run(&cli.root, args),
+        Command::Install(args) => install::run(args),
         Command::Config(args) => config::run(&cli.root, args),
         Command::CloudInit(args) => cloud_init::run(&cli.root, args),
     }

@@ -10,8 +10,10 @@
 //! 2. `ros-<ver>.raw` with OVMF (UEFI, GRUB from ROS_EFI) and a broken userdata: the host
 //!    still boots to SSH with the key the seed's meta-data carries, and `ros config status`
 //!    names the refused userdata.
-//! 3. `ros-<ver>.iso` with SeaBIOS from the CD-ROM: the live system's ready line, the root
-//!    shell on the serial console, SSH with a seed's key.
+//! 3. `ros-<ver>.iso` with SeaBIOS from the CD-ROM and a blank disk: the live system's ready
+//!    line, the root shell on the serial console, SSH with a seed's key; `ros install` to
+//!    the blank disk (a bad cloud-config refused first); the installed disk boots alone to
+//!    SSH with the key of the cloud-config given to the installer.
 //!
 //! Needs root, qemu-system-x86_64, qemu-img, xorriso, ssh, ssh-keygen and OVMF; skips loudly
 //! otherwise (`ROS_TEST_NO_VM=1` skips on purpose).
@@ -313,8 +315,8 @@ fn raw_uefi_broken_userdata_still_reachable() {
 }
 
 #[test]
-fn iso_bios_live() {
-    const T: &str = "iso_bios_live";
+fn iso_bios_live_then_install() {
+    const T: &str = "iso_bios_live_then_install";
     if !can_run(T) {
         return;
     }
@@ -322,6 +324,7 @@ fn iso_bios_live() {
     let dir = tempdir();
     let d = dir.path();
     let (key, public) = ssh_key(d, "id_live");
+    let (installed_key, installed_public) = ssh_key(d, "id_installed");
     let seed = seed_iso(
         d,
         "cidata",
@@ -333,19 +336,27 @@ fn iso_bios_live() {
             ("meta-data", "instance-id: i-live\n"),
         ],
     );
+    let target = d.join("target.qcow2");
+    let made = ros_tests::run(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&target)
+            .arg("3G"),
+        Duration::from_secs(30),
+    );
+    assert!(made.success(), "{made}");
     let port = free_port();
     let mut cfg = VmConfig::firmware(Firmware::Bios);
     cfg.cdrom = Some(artifact("iso"));
     cfg.boot_order = Some("d".into());
-    cfg.drives = vec![Drive::raw(&seed).read_only()];
+    cfg.drives = vec![Drive::qcow2(&target), Drive::raw(&seed).read_only()];
     cfg.forwards = vec![(port, 22)];
     let Some(mut vm) = boot(&mut c, &cfg, &d.join("live.log"), "ISO live") else {
         return c.finish();
     };
-    let out = vm.output();
     c.check(
-        out.contains("running from RAM"),
-        "the live system says it runs from RAM",
+        vm.output().contains("running from RAM"),
+        "the live system says it runs from RAM (the blank disk is left alone)",
         vm.tail(40),
     );
     let sh = vm.sh("grep -o 'ros.images=[^ ]*' /proc/cmdline", CMD);
@@ -363,11 +374,97 @@ fn iso_bios_live() {
     ) {
         services_run(&mut c, port, &key, "live");
     }
+
+    // ros install from the serial console, with a cloud-config for the installed host.
+    let config = format!(
+        "#cloud-config\nhostname: installed\nssh_authorized_keys: ['{installed_public}']\n"
+    );
+    // Files reach the live shell base64-encoded: one line, no quoting.
+    let put = |vm: &mut Vm, path: &str, text: &str| {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+        vm.sh(&format!("echo {b64} | base64 -d > {path}"), CMD)
+            .is_some_and(|(code, _)| code == 0)
+    };
+    let bad_written = put(
+        &mut vm,
+        "/tmp/bad.yml",
+        "#cloud-config\nwrite_files: [{path: /x, content: x, permissions: rwx}]\n",
+    );
+    let bad = vm.sh(
+        "ros install -d /dev/vda -c /tmp/bad.yml -f --no-reboot; echo code=$?",
+        CMD,
+    );
+    c.check(
+        bad_written
+            && bad
+                .as_ref()
+                .is_some_and(|(_, o)| o.contains("permissions") && o.contains("code=1")),
+        "ros install refuses a cloud-config that does not validate, naming the key",
+        format!("{bad:?}"),
+    );
+    let wrote = put(&mut vm, "/tmp/cc.yml", &config);
+    c.check(wrote, "the cloud-config is written in the live shell", "");
+    let inst = vm.sh(
+        "ros install -d /dev/vda -c /tmp/cc.yml --no-reboot",
+        Duration::from_secs(300),
+    );
+    c.check(
+        inst.as_ref()
+            .is_some_and(|(code, o)| *code == 0 && o.contains("done")),
+        "ros install -d /dev/vda -c cc.yml installs to the blank disk",
+        format!("{inst:?}"),
+    );
     vm.send("poweroff");
     c.check(
         vm.wait_exit(DOWN).is_some(),
         "live: poweroff ends QEMU",
         vm.tail(20),
     );
+    drop(vm);
+
+    // The installed disk alone.
+    let mut cfg = VmConfig::firmware(Firmware::Bios);
+    cfg.drives = vec![Drive::qcow2(&target)];
+    cfg.forwards = vec![(port, 22)];
+    let Some(mut vm) = boot(&mut c, &cfg, &d.join("installed.log"), "installed disk") else {
+        return c.finish();
+    };
+    let up = wait_ssh(port, &installed_key, "rancher", SSH);
+    if c.check(
+        up.success(),
+        "installed: SSH with the key of ros install's cloud-config",
+        &up,
+    ) {
+        c.out_eq(
+            &on(port, &installed_key, "hostname"),
+            "installed",
+            "installed: its hostname",
+        );
+        services_run(&mut c, port, &installed_key, "installed");
+        let parts = on(
+            port,
+            &installed_key,
+            "grep -h PARTNAME /sys/class/block/vda*/uevent",
+        );
+        c.check(
+            parts.stdout.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "PARTNAME=BIOS-boot",
+                    "PARTNAME=ROS_EFI",
+                    "PARTNAME=ROS_A",
+                    "PARTNAME=ROS_B",
+                    "PARTNAME=ROS_STATE",
+                ],
+            "installed: the disk has BIOS-boot, ROS_EFI, ROS_A, ROS_B and ROS_STATE",
+            &parts,
+        );
+        c.check(
+            !vm.output().contains("autologin"),
+            "installed: no autologin (only the live ISO has it)",
+            vm.tail(40),
+        );
+        power_off(&mut c, &mut vm, port, &installed_key, "installed");
+    }
     c.finish_with(|| vm.tail(60));
 }

@@ -155,8 +155,9 @@ pub fn build(i: &Inputs) -> Result<Outputs, DiskError> {
     fs::rename(&tmp, &qcow2).map_err(io_err(&qcow2))?;
     log::info!("disk: {}", qcow2.display());
 
+    let install = install_files(i, &core, &efi_binary)?;
     let iso_name = format!("ros-{}.iso", i.version);
-    write_iso(i, &i.out.join(&iso_name), &slot)?;
+    write_iso(i, &i.out.join(&iso_name), &slot, &install)?;
     Ok(Outputs {
         raw: raw_name,
         qcow2: qcow2_name,
@@ -199,6 +200,7 @@ fn write_raw(
     write_at(raw, core_lba * 512, &placed)?;
 
     // UEFI and the shared config: ROS_EFI.
+    let efi_config = efi_config(i)?;
     let efi = &parts[1];
     let efi_offset = efi.first_lba * 512;
     let efi_kib = (efi.last_lba + 1 - efi.first_lba) / 2;
@@ -212,16 +214,8 @@ fn write_raw(
             .arg(efi_kib.to_string()),
         "dosfstools",
     )?;
-    let files = i.work.join("efi");
-    let _ = fs::remove_dir_all(&files);
-    fs::create_dir_all(&files).map_err(io_err(&files))?;
-    let cfg = files.join("grub.cfg");
-    fs::write(&cfg, grub::disk_cfg(i.version)).map_err(io_err(&cfg))?;
-    let env = files.join("grubenv");
-    fs::write(&env, grub::grubenv(&[("ros_slot", "A")])).map_err(io_err(&env))?;
-    for f in [&cfg, &env, efi_binary] {
-        set_epoch(f, i.epoch)?;
-    }
+    let (cfg, env) = (&efi_config[0], &efi_config[1]);
+    set_epoch(efi_binary, i.epoch)?;
     let image = format!("{}@@{efi_offset}", raw.display());
     let mtools = |args: &[&str], files: &[&Path]| {
         tool::run(
@@ -242,7 +236,7 @@ fn write_raw(
         &["mcopy", "-m"],
         &[efi_binary, Path::new("::/EFI/BOOT/BOOTX64.EFI")],
     )?;
-    mtools(&["mcopy", "-m"], &[&cfg, &env, Path::new("::/boot/grub/")])?;
+    mtools(&["mcopy", "-m"], &[cfg, env, Path::new("::/boot/grub/")])?;
 
     // The slots and the state partition.
     let ext4 = |name: &str, dir: Option<&Path>, journal: bool| -> Result<(), DiskError> {
@@ -273,6 +267,57 @@ fn write_raw(
     Ok(())
 }
 
+/// `grub.cfg` and `grubenv` of ROS_EFI, written in the work folder with the epoch's time.
+fn efi_config(i: &Inputs) -> Result<[PathBuf; 2], DiskError> {
+    let files = i.work.join("efi");
+    let _ = fs::remove_dir_all(&files);
+    fs::create_dir_all(&files).map_err(io_err(&files))?;
+    let cfg = files.join("grub.cfg");
+    fs::write(&cfg, grub::disk_cfg(i.version)).map_err(io_err(&cfg))?;
+    let env = files.join("grubenv");
+    fs::write(&env, grub::grubenv(&[("ros_slot", "A")])).map_err(io_err(&env))?;
+    for f in [&cfg, &env] {
+        set_epoch(f, i.epoch)?;
+    }
+    Ok([cfg, env])
+}
+
+/// What `ros install` writes besides the slot's files, as the ISO carries it in `install/`:
+/// `mbr.bin` (the protective MBR's boot code), `core.img` (placed for the BIOS-boot
+/// partition), `BOOTX64.EFI`, `grub.cfg`, `grubenv`. The layout fixes where the core image
+/// goes, so both are ready to copy.
+fn install_files(i: &Inputs, core: &Path, efi_binary: &Path) -> Result<PathBuf, DiskError> {
+    let dir = i.work.join("install");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let parts = layout::plan(layout::MIN_DISK_BYTES, |_| [0; 16])
+        .ok_or(DiskError::Layout(layout::MIN_DISK_BYTES))?;
+    let core_lba = parts[0].first_lba;
+    let room = (parts[0].last_lba + 1 - core_lba) * 512;
+    let boot_img = Path::new(grub::I386_PC).join("boot.img");
+    let boot_img = fs::read(&boot_img).map_err(io_err(&boot_img))?;
+    let core_bytes = fs::read(core).map_err(io_err(core))?;
+    let files: [(&str, Vec<u8>); 2] = [
+        ("mbr.bin", grub::mbr_boot_code(&boot_img, core_lba)?),
+        ("core.img", grub::place_core(&core_bytes, core_lba, room)?),
+    ];
+    for (name, data) in files {
+        let p = dir.join(name);
+        fs::write(&p, data).map_err(io_err(&p))?;
+    }
+    let [cfg, env] = efi_config(i)?;
+    let sources: [(&Path, &str); 3] = [
+        (efi_binary, "BOOTX64.EFI"),
+        (&cfg, "grub.cfg"),
+        (&env, "grubenv"),
+    ];
+    for (from, name) in sources {
+        let p = dir.join(name);
+        fs::copy(from, &p).map_err(io_err(&p))?;
+    }
+    Ok(dir)
+}
+
 fn write_at(path: &Path, offset: u64, data: &[u8]) -> Result<(), DiskError> {
     use std::os::unix::fs::FileExt;
     let f = fs::OpenOptions::new()
@@ -282,9 +327,10 @@ fn write_at(path: &Path, offset: u64, data: &[u8]) -> Result<(), DiskError> {
     f.write_all_at(data, offset).map_err(io_err(path))
 }
 
-/// The live ISO: GRUB for BIOS (El Torito) and UEFI (an EFI image), the kernel, the initrd
-/// and the system images at its root, volume label [`LIVE_LABEL`].
-fn write_iso(i: &Inputs, iso: &Path, slot: &Path) -> Result<(), DiskError> {
+/// The live ISO: GRUB for BIOS (El Torito) and UEFI (an EFI image), the kernel, the initrd,
+/// the system images and `preload/` at its root, what `ros install` needs in `install/`,
+/// volume label [`LIVE_LABEL`].
+fn write_iso(i: &Inputs, iso: &Path, slot: &Path, install: &Path) -> Result<(), DiskError> {
     let root = i.work.join("iso");
     let _ = fs::remove_dir_all(&root);
     let grub_dir = root.join("boot/grub");
@@ -304,6 +350,13 @@ fn write_iso(i: &Inputs, iso: &Path, slot: &Path) -> Result<(), DiskError> {
     }
     let cfg = grub_dir.join("grub.cfg");
     fs::write(&cfg, grub::live_cfg(i.version, LIVE_LABEL)).map_err(io_err(&cfg))?;
+    let dest = root.join("install");
+    fs::create_dir_all(&dest).map_err(io_err(&dest))?;
+    for e in fs::read_dir(install).map_err(io_err(install))? {
+        let e = e.map_err(io_err(install))?;
+        let to = dest.join(e.file_name());
+        fs::hard_link(e.path(), &to).map_err(io_err(&to))?;
+    }
     let tmp = iso.with_extension(format!("iso.tmp-{}", std::process::id()));
     tool::run(
         Command::new("grub-mkrescue")
