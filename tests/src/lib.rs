@@ -15,6 +15,7 @@
 //! (skips fail), `ROS_TESTS_KEEP=1` (keep each test's tempdir, with the daemon's log).
 
 pub mod guest;
+pub mod imds;
 pub mod qemu;
 
 use std::collections::BTreeSet;

@@ -76,6 +76,10 @@ pub struct VmConfig {
     pub smbios: Option<String>,
     /// `guestfwd=tcp:IP:PORT-cmd:CMD` rules of the user network.
     pub guestfwd: Vec<String>,
+    /// The user network's own addresses (`net=169.254.0.0/16`: EC2's link-local metadata
+    /// address is then on the guest's link, and QEMU answers for it); QEMU's 10.0.2.0/24
+    /// when `None`.
+    pub user_net: Option<String>,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     /// The kernel command line.
@@ -100,6 +104,7 @@ impl VmConfig {
             boot_order: None,
             smbios: None,
             guestfwd: Vec::new(),
+            user_net: None,
             kernel: kernel.into(),
             initrd: initrd.into(),
             append: "console=ttyS0 panic=-1".into(),
@@ -131,8 +136,11 @@ pub fn kvm_wanted() -> bool {
 
 /// The `-nic` argument: user networking, restricted, with the forwards (host → guest) and
 /// the guest forwards (guest → a command on the host).
-pub fn nic_arg(forwards: &[(u16, u16)], guestfwd: &[String]) -> String {
+pub fn nic_arg(forwards: &[(u16, u16)], guestfwd: &[String], net: Option<&str>) -> String {
     let mut s = String::from("user,model=virtio-net-pci,restrict=on");
+    if let Some(net) = net {
+        let _ = write!(s, ",net={net}");
+    }
     for (host, guest) in forwards {
         let _ = write!(s, ",hostfwd=tcp:127.0.0.1:{host}-:{guest}");
     }
@@ -223,9 +231,46 @@ pub fn qemu_args(c: &VmConfig) -> Vec<String> {
         a.push("none".into());
     } else {
         a.push("-nic".into());
-        a.push(nic_arg(&c.forwards, &c.guestfwd));
+        a.push(nic_arg(&c.forwards, &c.guestfwd, c.user_net.as_deref()));
     }
     a
+}
+
+/// How many VMs the tests of one test binary run at once (`ROS_TEST_VMS`, default 2): on
+/// two cores, more TCG guests make every one of them slower than its deadlines.
+pub fn max_vms() -> usize {
+    std::env::var("ROS_TEST_VMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+static RUNNING: Mutex<usize> = Mutex::new(0);
+static FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A place among the [`max_vms`] VMs that may run at once; held for a test's VMs, given
+/// back when dropped.
+pub struct VmSlot(());
+
+impl VmSlot {
+    /// Waits for a free place.
+    pub fn take() -> VmSlot {
+        let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= max_vms() {
+            n = FREED.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        VmSlot(())
+    }
+}
+
+impl Drop for VmSlot {
+    fn drop(&mut self) {
+        let mut n = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        FREED.notify_one();
+    }
 }
 
 /// A running VM. Dropping it kills QEMU.

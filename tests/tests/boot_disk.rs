@@ -7,13 +7,16 @@
 //!    line; SSH; the six system services in `sudo system-docker ps`; the preloaded image
 //!    runs in the user engine; cloud-config applied. A second boot of the same disk keeps
 //!    /home/rancher and /var/lib/docker; runcmd ran once, bootcmd twice.
-//! 2. `ros-<ver>.raw` with OVMF (UEFI, GRUB from ROS_EFI) and a broken userdata: the host
-//!    still boots to SSH with the key the seed's meta-data carries, and `ros config status`
-//!    names the refused userdata.
+//! 2. `ros-<ver>.raw` with OVMF (UEFI, GRUB from ROS_EFI) and an OpenStack config drive
+//!    whose userdata is broken: the host still boots to SSH with the key of the drive's
+//!    meta_data.json, and `ros config status` names the refused userdata.
 //! 3. `ros-<ver>.iso` with SeaBIOS from the CD-ROM and a blank disk: the live system's ready
 //!    line, the root shell on the serial console, SSH with a seed's key; `ros install` to
 //!    the blank disk (a bad cloud-config refused first); the installed disk boots alone to
 //!    SSH with the key of the cloud-config given to the installer.
+//!
+//! 4. `ros-<ver>.qcow2` as on EC2: SMBIOS says so, an IMDSv2 emulator answers at
+//!    169.254.169.254 through QEMU's `guestfwd`; the host boots with its userdata and key.
 //!
 //! Needs root, qemu-system-x86_64, qemu-img, xorriso, ssh, ssh-keygen and OVMF; skips loudly
 //! otherwise (`ROS_TEST_NO_VM=1` skips on purpose).
@@ -24,7 +27,8 @@ use std::time::Duration;
 use ros_tests::guest::{
     artifact, copy_sparse, dist_version, free_port, overlay, seed_iso, ssh, ssh_key, wait_ssh,
 };
-use ros_tests::qemu::{parse_ready, Drive, Firmware, Vm, VmConfig, OVMF_CODE, OVMF_VARS};
+use ros_tests::imds::Imds;
+use ros_tests::qemu::{parse_ready, Drive, Firmware, Vm, VmConfig, VmSlot, OVMF_CODE, OVMF_VARS};
 use ros_tests::{require_root, require_tool, skip, tempdir, Checks, Output};
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -136,6 +140,7 @@ fn qcow2_bios_nocloud_ssh_and_a_second_boot() {
     if !can_run(T) {
         return;
     }
+    let _slot = VmSlot::take();
     let mut c = Checks::new(T);
     let dir = tempdir();
     let d = dir.path();
@@ -256,6 +261,7 @@ fn raw_uefi_broken_userdata_still_reachable() {
         skip(T, &format!("{OVMF_CODE} is missing (apt-get install ovmf)"));
         return;
     }
+    let _slot = VmSlot::take();
     let mut c = Checks::new(T);
     let dir = tempdir();
     let d = dir.path();
@@ -264,18 +270,21 @@ fn raw_uefi_broken_userdata_still_reachable() {
     let vars = d.join("OVMF_VARS.fd");
     std::fs::copy(OVMF_VARS, &vars).expect("copy the OVMF variable store");
     let (key, public) = ssh_key(d, "id_meta");
-    // The userdata is refused (a mode that is not octal); the key comes from meta-data.
+    // An OpenStack config drive whose userdata is refused (a mode that is not octal); the
+    // key comes from its meta_data.json.
     let seed = seed_iso(
         d,
-        "cidata",
+        "config-2",
         &[
             (
-                "user-data",
+                "openstack/latest/user_data",
                 "#cloud-config\nhostname: never-applied\nwrite_files:\n  - path: /etc/x\n    permissions: rwx\n    content: x\n",
             ),
             (
-                "meta-data",
-                &format!("instance-id: i-uefi\nlocal-hostname: uefi-host\npublic-keys:\n  - {public}\n"),
+                "openstack/latest/meta_data.json",
+                &format!(
+                    r#"{{"uuid": "83679162-1378-4288-a2d4-70e13ec132aa", "hostname": "uefi-host", "public_keys": {{"mykey": "{public}"}}}}"#
+                ),
             ),
         ],
     );
@@ -320,6 +329,7 @@ fn iso_bios_live_then_install() {
     if !can_run(T) {
         return;
     }
+    let _slot = VmSlot::take();
     let mut c = Checks::new(T);
     let dir = tempdir();
     let d = dir.path();
@@ -465,6 +475,78 @@ fn iso_bios_live_then_install() {
             vm.tail(40),
         );
         power_off(&mut c, &mut vm, port, &installed_key, "installed");
+    }
+    c.finish_with(|| vm.tail(60));
+}
+
+/// EC2 as the host sees it there: SMBIOS says Amazon EC2, the metadata service answers at
+/// 169.254.169.254 (an IMDSv2 emulator on the host, reached through QEMU's `guestfwd`, the
+/// user network on 169.254.0.0/16 so that address is on the guest's link), no seed disk.
+/// The host boots with the IMDS's userdata and key.
+#[test]
+fn qcow2_ec2_imds_and_config_drive() {
+    const T: &str = "qcow2_ec2_imds_and_config_drive";
+    if !can_run(T) || !require_tool(T, "socat") {
+        return;
+    }
+    let _slot = VmSlot::take();
+    let mut c = Checks::new(T);
+    let dir = tempdir();
+    let d = dir.path();
+    let disk = d.join("disk.qcow2");
+    overlay(&artifact("qcow2"), &disk);
+    let (key, public) = ssh_key(d, "id_ec2");
+    let imds = Imds::start("#cloud-config\nhostname: from-imds\n");
+    imds.with(|s| {
+        s.files.insert(
+            "/latest/meta-data/instance-id".into(),
+            "i-0ec2vmtest".into(),
+        );
+        s.files
+            .insert("/latest/meta-data/public-keys/".into(), "0=test".into());
+        s.files.insert(
+            "/latest/meta-data/public-keys/0/openssh-key".into(),
+            format!("{public}\n"),
+        );
+    });
+    let imds_port = imds.base.rsplit(':').next().unwrap_or_default().to_string();
+    let port = free_port();
+    let mut cfg = VmConfig::firmware(Firmware::Bios);
+    cfg.drives = vec![Drive::qcow2(&disk)];
+    cfg.forwards = vec![(port, 22)];
+    cfg.smbios = Some("manufacturer=Amazon EC2,product=t3.small".into());
+    cfg.user_net = Some("169.254.0.0/16".into());
+    cfg.guestfwd = vec![format!(
+        "tcp:169.254.169.254:80-cmd:socat - TCP:127.0.0.1:{imds_port}"
+    )];
+    let Some(mut vm) = boot(&mut c, &cfg, &d.join("ec2.log"), "EC2") else {
+        return c.finish();
+    };
+    let up = wait_ssh(port, &key, "rancher", SSH);
+    if c.check(up.success(), "EC2: SSH with the key from the IMDS", &up) {
+        c.out_eq(
+            &on(port, &key, "hostname"),
+            "from-imds",
+            "EC2: hostname from IMDS userdata",
+        );
+        let st = on(port, &key, "sudo ros config status");
+        c.check(
+            st.all().contains("ec2"),
+            "EC2: ros config status names the ec2 datasource",
+            &st,
+        );
+        let log = imds.log();
+        c.check(
+            log.iter()
+                .any(|l| l.starts_with("PUT /latest/api/token 200"))
+                && log
+                    .iter()
+                    .any(|l| l.starts_with("GET /latest/user-data 200")),
+            "EC2: the guest used IMDSv2 (token, then userdata)",
+            log.join("\n"),
+        );
+        services_run(&mut c, port, &key, "EC2");
+        power_off(&mut c, &mut vm, port, &key, "EC2");
     }
     c.finish_with(|| vm.tail(60));
 }
