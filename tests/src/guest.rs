@@ -92,27 +92,33 @@ pub fn seed_iso(dir: &Path, label: &str, files: &[(&str, &str)]) -> PathBuf {
     iso
 }
 
-/// SSH to `user@127.0.0.1:port` with `key`, running `cmd`; host keys are not checked (each
-/// VM makes its own at first boot).
+/// The arguments of an `ssh` that logs in with `key` alone on `port`, never asks, and
+/// does not check host keys (each VM and container makes its own at first start).
+pub fn ssh_args(key: &Path, port: u16) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = ["-F", "/dev/null", "-p", &port.to_string(), "-i"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    a.push(key.into());
+    for o in [
+        "BatchMode=yes",
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "ConnectTimeout=10",
+        "LogLevel=ERROR",
+    ] {
+        a.push("-o".into());
+        a.push(o.into());
+    }
+    a
+}
+
+/// SSH to `user@127.0.0.1:port` with `key`, running `cmd`.
 pub fn ssh(port: u16, key: &Path, user: &str, cmd: &str, timeout: Duration) -> Output {
     run(
         Command::new("ssh")
-            .args([
-                "-q",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-                "-i",
-            ])
-            .arg(key)
-            .args(["-p", &port.to_string()])
+            .args(ssh_args(key, port))
             .arg(format!("{user}@127.0.0.1"))
             .arg(cmd),
         timeout,

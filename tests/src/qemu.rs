@@ -513,6 +513,49 @@ pub fn boot_slot(dir: &Path, images_sqfs: &Path, label: &str) -> PathBuf {
     img
 }
 
+/// Starts the VM and waits up to `timeout` for the ready line, checking it (not `degraded`,
+/// its figures adding up); `None`, with the failure recorded, when it never comes. Once
+/// ready, lets the bring-up's exit line pass, so typed input does not interleave with it.
+pub fn boot_to_ready(
+    c: &mut crate::Checks,
+    cfg: &VmConfig,
+    log: &Path,
+    what: &str,
+    timeout: Duration,
+) -> Option<Vm> {
+    let mut vm = match Vm::start(cfg, log) {
+        Ok(vm) => vm,
+        Err(e) => {
+            c.check(false, &format!("{what}: start qemu"), e);
+            return None;
+        }
+    };
+    let line = vm.wait_for_any(&["ros: ready in ", "ros: degraded: "], timeout);
+    let ready = line.as_deref().and_then(parse_ready);
+    c.check(
+        ready.is_some(),
+        &format!("{what}: the ready line within {timeout:?}"),
+        format!(
+            "got {line:?}; serial log {}:\n{}",
+            log.display(),
+            vm.tail(80)
+        ),
+    );
+    let (total, kernel, userland) = ready?;
+    eprintln!(
+        "{what}: ready in {total:.2}s (kernel {kernel:.2}s, userland {userland:.2}s); \
+         QEMU running {:.1}s",
+        vm.elapsed().as_secs_f64()
+    );
+    c.check(
+        (total - kernel - userland).abs() < 0.02 && kernel > 0.0,
+        &format!("{what}: ready line adds up"),
+        line.unwrap_or_default(),
+    );
+    vm.wait_for("services: pid ", Duration::from_secs(10));
+    Some(vm)
+}
+
 /// The ready line's numbers: `ros: ready in 7.42s (kernel 1.71s, userland 5.71s)`.
 pub fn parse_ready(line: &str) -> Option<(f64, f64, f64)> {
     let rest = line.split("ros: ready in ").nth(1)?;

@@ -28,7 +28,7 @@ use ros_tests::guest::{
     artifact, copy_sparse, dist_version, free_port, overlay, seed_iso, ssh, ssh_key, wait_ssh,
 };
 use ros_tests::imds::Imds;
-use ros_tests::qemu::{parse_ready, Drive, Firmware, Vm, VmConfig, VmSlot, OVMF_CODE, OVMF_VARS};
+use ros_tests::qemu::{boot_to_ready, Drive, Firmware, Vm, VmConfig, VmSlot, OVMF_CODE, OVMF_VARS};
 use ros_tests::{require_root, require_tool, skip, tempdir, Checks, Output};
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -53,33 +53,8 @@ fn can_run(test: &str) -> bool {
         .all(|t| require_tool(test, t))
 }
 
-/// Starts the VM and waits for the ready line (not `degraded`); `None` (recorded) when it
-/// never comes.
 fn boot(c: &mut Checks, cfg: &VmConfig, log: &Path, what: &str) -> Option<Vm> {
-    let mut vm = match Vm::start(cfg, log) {
-        Ok(vm) => vm,
-        Err(e) => {
-            c.check(false, &format!("{what}: start qemu"), e);
-            return None;
-        }
-    };
-    let line = vm.wait_for_any(&["ros: ready in ", "ros: degraded: "], BOOT);
-    let ready = line.as_deref().and_then(parse_ready);
-    c.check(
-        ready.is_some(),
-        &format!("{what}: the ready line within {BOOT:?}"),
-        format!(
-            "got {line:?}; serial log {}:\n{}",
-            log.display(),
-            vm.tail(80)
-        ),
-    );
-    let (total, kernel, _) = ready?;
-    eprintln!(
-        "{what}: ready in {total:.2}s (kernel {kernel:.2}s); QEMU running {:.1}s",
-        vm.elapsed().as_secs_f64()
-    );
-    Some(vm)
+    boot_to_ready(c, cfg, log, what, BOOT)
 }
 
 /// Runs `cmd` over SSH as rancher.

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ros_tests::qemu::{boot_slot, parse_ready, Drive, Vm, VmConfig};
+use ros_tests::qemu::{boot_slot, boot_to_ready, Drive, Vm, VmConfig};
 use ros_tests::{require_tool, skip, tempdir, workspace_dir, Checks};
 
 const BOOT: Duration = Duration::from_secs(300);
@@ -53,44 +53,8 @@ fn config(append: &str, drives: Vec<Drive>) -> VmConfig {
     c
 }
 
-/// Boots to the ready line; checks it; returns the VM (or `None` when it never got ready,
-/// with the failure recorded).
 fn boot(c: &mut Checks, cfg: &VmConfig, log: &Path, what: &str) -> Option<Vm> {
-    let mut vm = match Vm::start(cfg, log) {
-        Ok(vm) => vm,
-        Err(e) => {
-            c.check(false, &format!("{what}: start qemu"), e);
-            return None;
-        }
-    };
-    let line = vm.wait_for_any(&["ros: ready in ", "ros: degraded: "], BOOT);
-    let ready = line.as_deref().and_then(parse_ready);
-    c.check(
-        ready.is_some(),
-        &format!("{what}: the ready line within {BOOT:?}"),
-        format!(
-            "got {line:?}; serial log {}:\n{}",
-            log.display(),
-            vm.tail(60)
-        ),
-    );
-    if let Some((total, kernel, userland)) = ready {
-        eprintln!(
-            "{what}: ready in {total:.2}s (kernel {kernel:.2}s, userland {userland:.2}s); \
-             QEMU running {:.1}s",
-            vm.elapsed().as_secs_f64()
-        );
-        c.check(
-            (total - kernel - userland).abs() < 0.02 && kernel > 0.0,
-            &format!("{what}: ready line adds up"),
-            line.unwrap_or_default(),
-        );
-    }
-    // The bring-up's exit is logged right after the ready line: let it pass before typing.
-    if ready.is_some() {
-        vm.wait_for("services: pid ", Duration::from_secs(10));
-    }
-    ready.map(|_| vm)
+    boot_to_ready(c, cfg, log, what, BOOT)
 }
 
 /// Runs a command on the serial console's shell and checks its exit code 0.

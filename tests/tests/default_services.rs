@@ -731,23 +731,8 @@ fn behaviour(d: &NsDaemon, h: &HostDirs, key: &Path, busybox_tar: &Path, c: &mut
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/proc/{}/ns/net", d.pid()))
             .arg("ssh")
-            .args(["-F", "/dev/null", "-p", "22", "-i"])
-            .arg(key)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-                "rancher@127.0.0.1",
-            ])
+            .args(ros_tests::guest::ssh_args(key, 22))
+            .arg("rancher@127.0.0.1")
             .arg(remote);
         run(&mut cmd, Duration::from_secs(60))
     };

@@ -196,22 +196,7 @@ fn ssh(pid: u32, key: &Path, extra: &[&str], remote: &str) -> Output {
         .arg(pid.to_string())
         .arg("-n")
         .arg("ssh")
-        .args(["-F", "/dev/null", "-p", "22", "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
+        .args(ros_tests::guest::ssh_args(key, 22))
         .args(extra)
         .arg("rancher@127.0.0.1")
         .arg(remote);
