@@ -19,7 +19,7 @@ RUN_MEM ?= 1024
 RUN_DIR ?= .cache/run
 RUN_KEEP ?=
 
-.PHONY: all deps build release fixtures images image run test test-full bench fmt lint clean
+.PHONY: all deps build release fixtures images image run test test-full fuzz bench fmt lint clean
 
 all: build
 
@@ -88,12 +88,25 @@ run: image
 run-engine: deps release
 	target/release/system-docker daemon -H unix://$(SOCK)
 
-test: deps build fixtures image
+test: deps build fixtures image fuzz
 	$(CARGO) test --workspace --no-fail-fast
 
-# The same tests with full trial counts (tests read ROS_TEST_FULL).
+# The same tests with full trial counts (tests read ROS_TEST_FULL), the fuzzer for longer.
 test-full: deps build fixtures image
+	$(MAKE) fuzz FUZZ_SECONDS=600
 	ROS_TEST_FULL=1 $(CARGO) test --workspace --no-fail-fast
+
+# The userdata fuzz target (cloud-config/fuzz, cargo-fuzz on the nightly toolchain): built,
+# its corpus replayed, then FUZZ_SECONDS of fuzzing. New inputs go to .cache/fuzz, crashes to
+# cloud-config/fuzz/artifacts (and fail the target). cargo-fuzz is installed from the crate
+# registry when missing.
+FUZZ_SECONDS ?= 30
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	@mkdir -p .cache/fuzz/userdata
+	cd cloud-config && $(CARGO) +nightly fuzz build userdata
+	cd cloud-config && $(CARGO) +nightly fuzz run userdata ../.cache/fuzz/userdata fuzz/corpus/userdata -- -runs=0
+	cd cloud-config && $(CARGO) +nightly fuzz run userdata ../.cache/fuzz/userdata fuzz/corpus/userdata -- -max_total_time=$(FUZZ_SECONDS)
 
 bench: deps release fixtures image
 	tests/bench/engine.sh

@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod cmdline;
+#[cfg(feature = "datasources")]
 pub mod datasource;
 pub mod edit;
 pub mod fsimage;
