@@ -134,21 +134,33 @@ async fn bring_up(local_answered: bool) -> i32 {
     }
     let mut settled = BTreeSet::new();
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
-    let phases = PHASES
+    let phases: Vec<Vec<String>> = PHASES
         .iter()
         .filter(|p| desired.services.contains_key(**p))
         .map(|p| vec![p.to_string()])
-        .chain(std::iter::once(Vec::new()));
+        .chain(std::iter::once(Vec::new()))
+        .collect();
     for only in phases {
         if only.is_empty() {
-            off_runtime(move || {
+            let step = off_runtime(move || {
                 let root = Path::new("/");
                 if !local_answered {
                     crate::cloudinit::save(root, Phase::Network);
                 }
                 crate::cloudinit::apply_at_boot(root);
-            })
-            .await;
+            });
+            if tokio::time::timeout(remaining(), step).await.is_err() {
+                say("ros: cloud-init: still running at the boot timeout; the services start without it");
+            }
+            // What the datasource saved and the apply wrote may change the services.
+            let cfg = ServicesConfig::load(&Paths::new("/"));
+            for issue in &cfg.issues {
+                say(&format!("ros: config: {issue}"));
+            }
+            desired = Desired::from(&cfg);
+            if let Some(ttys) = load(&ConfigPaths::new("/")).ros_str("autologin") {
+                leave_ttys_to_init(&mut desired, ttys);
+            }
         }
         let opts = UpOptions {
             only: only.clone(),
@@ -230,6 +242,7 @@ async fn bring_up(local_answered: bool) -> i32 {
         if missing.is_empty() && others_ok.is_empty() {
             let total = uptime().unwrap_or(0.0);
             say(&ready_line(total, kernel));
+            off_runtime(|| crate::cloudinit::run_late(Path::new("/"))).await;
             return 0;
         }
         if remaining().is_zero() {
@@ -244,6 +257,7 @@ async fn bring_up(local_answered: bool) -> i32 {
         }
     }
     say(&degraded_line(&missing));
+    off_runtime(|| crate::cloudinit::run_late(Path::new("/"))).await;
     1
 }
 

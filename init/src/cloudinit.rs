@@ -2,7 +2,8 @@
 //! config-drive, the command line, files) before the network starts, the network ones (EC2,
 //! URLs) once it is up and only when no local source answered, then one apply of the merged
 //! config and the saved metadata — hostname, users and SSH keys, write_files, sysctl,
-//! bootcmd, runcmd and scripts once per instance — before the console and the rest start.
+//! bootcmd — before the console and the rest start; `runcmd` and userdata scripts (once per
+//! instance) last, when the services are up ([`run_late`]).
 //!
 //! Nothing here can stop a boot: every source has a deadline, a refused userdata leaves the
 //! last good one in place (`ros config status` says why), and a failed step is logged.
@@ -78,8 +79,24 @@ pub fn apply_at_boot(root: &Path) {
             root: root.to_path_buf(),
             run_commands: true,
             boot: true,
+            late_commands: false,
         },
     );
+    log_report(&report);
+}
+
+/// `runcmd` and the userdata scripts, once per instance id, after the services are up.
+pub fn run_late(root: &Path) {
+    let loaded = load(&ConfigPaths::new(root));
+    let meta = instance::read(root).ok().flatten();
+    log_report(&ros_cloud_config::apply::run_late(
+        &loaded.value,
+        meta.as_ref(),
+        root,
+    ));
+}
+
+fn log_report(report: &ros_cloud_config::apply::ApplyReport) {
     for d in &report.done {
         log::info!("cloud-init: {d}");
     }

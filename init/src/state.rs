@@ -1,6 +1,7 @@
 //! The state partition: what a host keeps across reboots (DESIGN.md §4).
 //!
-//! Found by `ros.state.dev` (default `LABEL=ROS_STATE`), waiting up to `ros.state.wait`
+//! Found by `ros.state.dev` (default `LABEL=ROS_STATE`; `none`: run from RAM, as the live ISO
+//! does), waiting up to `ros.state.wait`
 //! seconds for the device to appear. `ros.state.autoformat: [/dev/vda]` formats a listed
 //! device only when its first MiB is zeros — never a disk with data — with a GPT holding
 //! one ext4 partition, label `ROS_STATE`, spanning the disk. Mounted at [`STATE_MOUNT`],
@@ -73,6 +74,10 @@ fn mkdir(path: &Path) -> io::Result<()> {
 /// Finds (or makes, when allowed) the state partition, mounts it and binds the persistent
 /// paths. Never fails: the worst case is running from RAM, said on the console.
 pub fn setup(cfg: &StateConfig) -> State {
+    // The live ISO: a disk's state partition is left alone (`ros install` may overwrite it).
+    if cfg.dev == "none" {
+        return State::Ram("ros.state.dev=none".into());
+    }
     let sys = Path::new("/sys");
     let dev = Path::new("/dev");
     let deadline = Instant::now() + cfg.wait;

@@ -137,6 +137,7 @@ fn apply(root: &Path, a: ApplyArgs) -> i32 {
             root: root.to_path_buf(),
             run_commands: !a.no_commands,
             boot: a.boot,
+            late_commands: true,
         },
     );
     for d in &report.done {

@@ -91,11 +91,40 @@ fn install(a: &InstallArgs) -> Result<()> {
             );
         }
     }
-    let dev = &a.device;
+    // The disk itself, not a link to it (`/dev/disk/by-id/…`): partition names are made
+    // from its name.
+    let dev = &fs::canonicalize(&a.device).with_context(|| format!("{}", a.device.display()))?;
     let meta = fs::metadata(dev).with_context(|| format!("{}", dev.display()))?;
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
     if !meta.file_type().is_block_device() {
         bail!("{} is not a block device", dev.display());
+    }
+    let (major, minor) = (
+        nix::sys::stat::major(meta.rdev()),
+        nix::sys::stat::minor(meta.rdev()),
+    );
+    if Path::new(&format!("/sys/dev/block/{major}:{minor}/partition")).exists() {
+        bail!("{} is a partition; name the whole disk", dev.display());
+    }
+    // An exclusive open fails while the disk or any of its partitions is mounted (or in use
+    // as a loop device's backing, or by the device mapper).
+    if let Err(e) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_EXCL)
+        .open(dev)
+    {
+        bail!(
+            "{} is in use ({e}): unmount its partitions first (the live system mounts none)",
+            dev.display()
+        );
+    }
+    let sector = disk::logical_sector_size(dev)
+        .with_context(|| format!("reading the sector size of {}", dev.display()))?;
+    if sector != 512 {
+        bail!(
+            "{} has {sector}-byte sectors; ros install writes 512-byte-sector disks only",
+            dev.display()
+        );
     }
     let size = fs::File::open(dev)
         .and_then(|mut f| io::Seek::seek(&mut f, io::SeekFrom::End(0)))
@@ -202,13 +231,15 @@ fn install(a: &InstallArgs) -> Result<()> {
             fs::create_dir_all(dir.join("preload/docker"))?;
             for e in fs::read_dir(&preload)? {
                 let e = e?;
-                copy(&e.path(), &dir.join("preload/docker").join(e.file_name()))?;
+                if e.file_type()?.is_file() {
+                    copy(&e.path(), &dir.join("preload/docker").join(e.file_name()))?;
+                }
             }
         }
         Ok(())
     })?;
 
-    if let Some(text) = &config {
+    if let Some(text) = config {
         step("keeping the cloud-config on the state partition");
         with_mount(&part("ROS_STATE"), "ext4", |dir| {
             let conf = dir.join("var/lib/ros/conf");

@@ -1,11 +1,13 @@
 //! `bootcmd` (every boot), `runcmd` and userdata scripts (once per instance id, DESIGN.md
-//! §7). A failing command is reported and the next one still runs.
+//! §7). A failing command is reported and the next one still runs; one that runs longer
+//! than [`COMMAND_TIMEOUT`] is killed and reported, so no command holds a boot forever.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
 
 use super::{io_err, ApplyError, ApplyReport};
 use crate::edit::write_atomic;
@@ -15,19 +17,23 @@ use crate::schema::{CloudConfig, Command};
 /// Userdata `#!` scripts, kept executable by `ros cloud-init save`.
 const SCRIPTS: &str = "var/lib/ros/conf/scripts";
 const INSTANCES: &str = "var/lib/ros/conf/instance";
+/// How long one command may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub(super) fn apply(
+/// `bootcmd`, every boot.
+pub(super) fn boot(root: &Path, cfg: &CloudConfig, report: &mut ApplyReport) {
+    for (i, c) in cfg.bootcmd.iter().flatten().enumerate() {
+        run_reported(root, &format!("bootcmd[{i}]"), c, report);
+    }
+}
+
+/// `runcmd` and the userdata scripts, once per instance id.
+pub(super) fn late(
     root: &Path,
     cfg: &CloudConfig,
     meta: Option<&Metadata>,
-    boot: bool,
     report: &mut ApplyReport,
 ) {
-    if boot {
-        for (i, c) in cfg.bootcmd.iter().flatten().enumerate() {
-            run_reported(root, &format!("bootcmd[{i}]"), c, report);
-        }
-    }
     let instance = root
         .join(INSTANCES)
         .join(sanitize(meta.map_or("", |m| m.instance_id.as_str())));
@@ -92,15 +98,36 @@ fn run(root: &Path, c: &Command) -> Result<(), ApplyError> {
             None => return Err(ApplyError::Invalid("empty command".into())),
         },
     };
-    let status = Process::new(prog)
+    let mut child = Process::new(prog)
         .args(args)
         .current_dir(root)
         .stdin(Stdio::null())
-        .status()
+        .spawn()
         .map_err(|source| ApplyError::Spawn {
             command: shown.clone(),
             source,
         })?;
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ApplyError::TimedOut {
+                    command: shown,
+                    after: COMMAND_TIMEOUT,
+                });
+            }
+            Err(source) => {
+                return Err(ApplyError::Spawn {
+                    command: shown,
+                    source,
+                })
+            }
+        }
+    };
     if status.success() {
         Ok(())
     } else {

@@ -36,8 +36,11 @@ pub struct ApplyOptions {
     pub root: PathBuf,
     /// Whether to run `bootcmd`, `runcmd` and userdata scripts at all.
     pub run_commands: bool,
-    /// True at boot: `bootcmd` runs. `runcmd` and scripts run once per instance id either way.
+    /// True at boot: `bootcmd` runs.
     pub boot: bool,
+    /// Whether `runcmd` and userdata scripts run here (once per instance id). At boot they
+    /// run late, once the services are up ([`run_late`]), so this is false there.
+    pub late_commands: bool,
 }
 
 /// What was done and what failed, one line each (`users: alice: uid 1200 in use by bob`).
@@ -85,6 +88,11 @@ pub enum ApplyError {
     },
     #[error("{command} failed: {status}")]
     Failed { command: String, status: ExitStatus },
+    #[error("{command} still ran after {}s; killed", after.as_secs())]
+    TimedOut {
+        command: String,
+        after: std::time::Duration,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl Fn(io::Error) -> ApplyError + 'a {
@@ -128,7 +136,22 @@ pub fn apply(config: &Value, meta: Option<&Metadata>, opts: &ApplyOptions) -> Ap
     // file may be owned by a user made above and used by a command below.
     files::apply(root, files.iter().filter(|f| f.defer), r);
     if opts.run_commands {
-        commands::apply(root, &cfg, meta, opts.boot, r);
+        if opts.boot {
+            commands::boot(root, &cfg, r);
+        }
+        if opts.late_commands {
+            commands::late(root, &cfg, meta, r);
+        }
+    }
+    report
+}
+
+/// `runcmd` and the userdata scripts, once per instance id: what a boot runs last, when the
+/// services (the user engine among them) are up.
+pub fn run_late(config: &Value, meta: Option<&Metadata>, root: &Path) -> ApplyReport {
+    let mut report = ApplyReport::default();
+    if let Some(cfg) = typed(config, &mut report) {
+        commands::late(root, &cfg, meta, &mut report);
     }
     report
 }
@@ -250,6 +273,7 @@ mod tests {
             root: root.to_path_buf(),
             run_commands: true,
             boot: true,
+            late_commands: true,
         }
     }
 

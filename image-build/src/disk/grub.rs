@@ -97,7 +97,8 @@ menuentry \"ros (slot $other)\" {{
 }
 
 /// `grub.cfg` of the live ISO: a root shell on the local consoles (physical access), so
-/// `ros install` can be run; nothing on the ISO is kept.
+/// `ros install` can be run; it runs from RAM and leaves every disk's state partition alone
+/// (`ros install` may be about to overwrite it).
 pub fn live_cfg(version: &str, label: &str) -> String {
     format!(
         "# ros {version}, live
@@ -108,7 +109,10 @@ menuentry \"ros {version} live\" {{
   initrd /initrd
 }}
 ",
-        args = kernel_args(&format!("LABEL={label}"), "ros.autologin=ttyS0,tty1"),
+        args = kernel_args(
+            &format!("LABEL={label}"),
+            "ros.autologin=ttyS0,tty1 ros.state.dev=none"
+        ),
     )
 }
 
