@@ -97,16 +97,21 @@ test-full: deps build fixtures image
 	ROS_TEST_FULL=1 $(CARGO) test --workspace --no-fail-fast
 
 # The userdata fuzz target (cloud-config/fuzz, cargo-fuzz on the nightly toolchain): built,
-# its corpus replayed, then FUZZ_SECONDS of fuzzing. New inputs go to .cache/fuzz, crashes to
-# cloud-config/fuzz/artifacts (and fail the target). cargo-fuzz is installed from the crate
-# registry when missing.
-FUZZ_SECONDS ?= 30
+# its corpus replayed, then FUZZ_RUNS inputs from a fixed seed (the same inputs every time,
+# so a CI run cannot fail by luck), and FUZZ_SECONDS more with a random one when set
+# (`make test-full`: 600). New inputs go to .cache/fuzz, crashes to
+# cloud-config/fuzz/artifacts (and fail the target); add a crash to the corpus once fixed.
+# cargo-fuzz is installed from the crate registry when missing.
+FUZZ_RUNS ?= 40000
+FUZZ_SECONDS ?=
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
-	@mkdir -p .cache/fuzz/userdata
+	@rm -rf .cache/fuzz/userdata-seeded
+	@mkdir -p .cache/fuzz/userdata .cache/fuzz/userdata-seeded
 	cd cloud-config && $(CARGO) +nightly fuzz build userdata
 	cd cloud-config && $(CARGO) +nightly fuzz run userdata ../.cache/fuzz/userdata fuzz/corpus/userdata -- -runs=0
-	cd cloud-config && $(CARGO) +nightly fuzz run userdata ../.cache/fuzz/userdata fuzz/corpus/userdata -- -max_total_time=$(FUZZ_SECONDS)
+	cd cloud-config && $(CARGO) +nightly fuzz run userdata ../.cache/fuzz/userdata-seeded fuzz/corpus/userdata -- -seed=1 -runs=$(FUZZ_RUNS)
+	$(if $(FUZZ_SECONDS),cd cloud-config && $(CARGO) +nightly fuzz run userdata ../.cache/fuzz/userdata fuzz/corpus/userdata -- -max_total_time=$(FUZZ_SECONDS))
 
 bench: deps release fixtures image
 	tests/bench/engine.sh

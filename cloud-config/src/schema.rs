@@ -138,6 +138,11 @@ impl WriteFile {
 }
 
 pub(crate) fn decode_content(content: &str, encoding: Encoding) -> Result<Vec<u8>, String> {
+    // No content is an empty file whatever the encoding: a missing `content:` and the
+    // explicit `content: ""` of a normalized config must mean the same.
+    if content.is_empty() {
+        return Ok(Vec::new());
+    }
     let b64 = |s: &str| {
         let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
         base64::engine::general_purpose::STANDARD
