@@ -81,15 +81,24 @@ pub fn seed_iso(dir: &Path, label: &str, files: &[(&str, &str)]) -> PathBuf {
         fs::write(&p, text).expect("seed file");
     }
     let iso = dir.join(format!("{label}.iso"));
-    let out = run(
+    iso_of_dir(&content, label, &iso);
+    iso
+}
+
+/// The ISO 9660 image (Joliet and Rock Ridge names, volume label `label`) of `dir`, written
+/// to `out` (a file, or a device node under a test root).
+pub fn iso_of_dir(dir: &Path, label: &str, out: &Path) {
+    let made = run(
         Command::new("xorriso")
             .args(["-as", "mkisofs", "-quiet", "-J", "-R", "-V", label, "-o"])
-            .arg(&iso)
-            .arg(&content),
+            .arg(out)
+            .arg(dir),
         Duration::from_secs(60),
     );
-    assert!(out.success(), "xorriso (a seed ISO): {out}");
-    iso
+    assert!(
+        made.success(),
+        "xorriso (a seed ISO; apt-get install xorriso): {made}"
+    );
 }
 
 /// The arguments of an `ssh` that logs in with `key` alone on `port`, never asks, and

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use ros_tests::guest::iso_of_dir;
 use ros_tests::imds::Imds;
 use ros_tests::{bin_path, run, tempdir, which, write_file, Checks, Output};
 use serde_json::Value;
@@ -262,7 +263,7 @@ fn userdata_without_header_is_refused() {
 
 fn tool(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| {
-        panic!("{name} is not installed; the cloud-init seed tests need xorriso and mtools (dosfstools): `make test-deps` or apt-get install xorriso mtools dosfstools")
+        panic!("{name} is not installed; the cloud-init seed tests need xorriso and mtools (dosfstools): `make deps` or apt-get install xorriso mtools dosfstools")
     })
 }
 
@@ -283,17 +284,6 @@ fn nocloud_dir(dir: &Path) {
         &dir.join("network-config"),
         "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n",
     );
-}
-
-fn iso(dir: &Path, label: &str, out: &Path) {
-    let x = tool("xorriso");
-    must(run(
-        Command::new(x)
-            .args(["-as", "mkisofs", "-quiet", "-V", label, "-J", "-R", "-o"])
-            .arg(out)
-            .arg(dir),
-        TIMEOUT,
-    ));
 }
 
 fn check_nocloud(c: &mut Checks, r: &Path, out: &Output) {
@@ -327,7 +317,7 @@ fn nocloud_iso_seed() {
     let dir = t.path().join("seed");
     nocloud_dir(&dir);
     let image = t.path().join("seed.iso");
-    iso(&dir, "cidata", &image);
+    iso_of_dir(&dir, "cidata", &image);
     let mut c = Checks::new("nocloud_iso_seed");
     let out = ros(
         &r,
@@ -378,7 +368,7 @@ fn nocloud_found_by_label() {
         fs::create_dir_all(r.join("sys/class/block").join(name)).expect("mkdir");
     }
     write_file(&r.join("dev/vda"), &"not a file system\n".repeat(4096));
-    iso(&dir, "CIDATA", &r.join("dev/vdb"));
+    iso_of_dir(&dir, "CIDATA", &r.join("dev/vdb"));
     let mut c = Checks::new("nocloud_found_by_label");
     let out = ros(&r, &["--local"]);
     check_nocloud(&mut c, &r, &out);
@@ -407,7 +397,7 @@ fn configdrive_iso() {
         r#"{"links": [{"id": "eth0", "type": "phy"}], "networks": [], "services": []}"#,
     );
     let image = t.path().join("config-2.iso");
-    iso(&dir, "config-2", &image);
+    iso_of_dir(&dir, "config-2", &image);
     let mut c = Checks::new("configdrive_iso");
     let out = ros(
         &r,
