@@ -2,19 +2,23 @@
 //! cloud-init apply` does at boot (and `ros config apply` by hand).
 //!
 //! Steps, in order: hostname, users and SSH keys, `write_files`, `ros.sysctl`,
-//! `ros.modules`, `ros.environment`, `mounts`, deferred `write_files`, commands (`bootcmd`
-//! every boot; `runcmd` and userdata scripts once per instance id). Each step is independent:
-//! one that fails is reported and the others still apply, so a typo in `write_files` never
-//! costs the host its SSH keys.
+//! `ros.modules`, `ros.environment`, `mounts`, deferred `write_files`, `timezone`
+//! (`etc/timezone`, `etc/localtime`), `ntp` (a chrony sources file the ntp service reads at
+//! start), `ca_certs` (the trusted certificates and the `etc/ssl/certs` bundle), commands
+//! (`bootcmd` every boot; `runcmd` and userdata scripts once per instance id). Each step is
+//! independent: one that fails is reported and the others still apply, so a typo in
+//! `write_files` never costs the host its SSH keys.
 //!
 //! Every path is under [`ApplyOptions::root`] (`/` on a booted host, a tempdir in tests). Does
 //! not own: mounting, loading kernel modules (PID 1 reads what is written here), the network.
 
 mod accounts;
+mod certs;
 mod commands;
 mod files;
 mod hostname;
 mod system;
+mod time;
 mod users;
 
 use std::fmt;
@@ -135,6 +139,17 @@ pub fn apply(config: &Value, meta: Option<&Metadata>, opts: &ApplyOptions) -> Ap
     // After users exist and before runcmd, as cloud-init's write_files_deferred: a deferred
     // file may be owned by a user made above and used by a command below.
     files::apply(root, files.iter().filter(|f| f.defer), r);
+    if let Some(tz) = &cfg.timezone {
+        time::timezone(root, tz.as_str(), r);
+    }
+    // Also without `ntp:`: the file is on the state partition, and a config that no longer
+    // names servers must not keep the old ones.
+    time::ntp(root, cfg.ntp.as_ref(), r);
+    // After both write_files passes, so a certificate one drops into
+    // usr/local/share/ca-certificates is in the bundle too; before commands, which may use it.
+    if let Some(ca) = &cfg.ca_certs {
+        certs::apply(root, ca, r);
+    }
     if opts.run_commands {
         if opts.boot {
             commands::boot(root, &cfg, r);
@@ -232,6 +247,30 @@ fn create_dirs(dir: &Path) -> Result<(), ApplyError> {
         .mode(0o755)
         .create(dir)
         .map_err(io_err("create directory", dir))
+}
+
+/// Writes `data` to `path` by rename (a reader sees the old file or the new one, never half
+/// of it), creating the directories; nothing when the file already holds exactly that.
+fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), ApplyError> {
+    match fs::read(path) {
+        Ok(old) if old == data => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("read", path)(e)),
+    }
+    if let Some(dir) = path.parent() {
+        create_dirs(dir)?;
+    }
+    crate::edit::write_atomic(path, data, mode).map_err(io_err("write", path))
+}
+
+/// Removes `path` if it is there; whether it was.
+fn remove_file(path: &Path) -> Result<bool, ApplyError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("remove", path)(e)),
+    }
 }
 
 /// A file's text, empty when it does not exist yet.
@@ -345,6 +384,33 @@ mod tests {
         assert_eq!(
             fs::read_to_string(dir.path().join("etc/environment")).unwrap(),
             "A=b\n"
+        );
+    }
+
+    #[test]
+    fn time_and_certificates_are_independent() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nQQ==\n-----END CERTIFICATE-----\n";
+        let cfg = json!({
+            "timezone": "Mars/Olympus_Mons",
+            "ntp": {"servers": ["10.0.0.1"]},
+            "ca_certs": {"trusted": [pem]},
+        });
+        let r = apply(&cfg, None, &opts(dir.path()));
+        assert_eq!(r.errors.len(), 1, "{r:?}");
+        assert!(
+            r.errors[0].starts_with("timezone: Mars/Olympus_Mons: "),
+            "{r:?}"
+        );
+        let sources = dir
+            .path()
+            .join("var/lib/ros/ntp/sources.d/cloud-config.sources");
+        assert!(fs::read_to_string(sources)
+            .unwrap()
+            .contains("server 10.0.0.1 iburst\n"));
+        assert_eq!(
+            fs::read_to_string(dir.path().join("etc/ssl/certs/ca-certificates.crt")).unwrap(),
+            pem
         );
     }
 
