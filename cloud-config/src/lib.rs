@@ -19,6 +19,8 @@ pub mod fsimage;
 pub mod instance;
 pub mod load;
 pub mod merge;
+pub mod netcfg;
+pub mod network;
 pub mod node;
 pub mod schema;
 pub mod types;

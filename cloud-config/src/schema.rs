@@ -1,6 +1,6 @@
 //! The typed cloud-config: what a validated document holds ([`crate::validate()`] builds it).
 //!
-//! The `ros:` namespace (`rancher:` accepted as an alias) keeps `services`, `network`,
+//! The `ros:` namespace (`rancher:` accepted as an alias) keeps `services`,
 //! `docker`, `state`, `upgrade`, `agent` and `vms` as raw values: their own readers own those
 //! schemas. Here they are only required to be maps.
 
@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::network::Network;
 use crate::types::{AbsPath, Hostname, OctalMode, SingleLine, UserName};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -203,7 +204,7 @@ pub struct Ros {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub services_include: Option<BTreeMap<String, bool>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<Value>,
+    pub network: Option<Network>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::network::{self, Bridge, Cidr, Dns, IfName, Interface, Network, Route, Selector, Vlan};
 use crate::node::{Key, Kind, Node, Pos};
 use crate::schema::{
     decode_content, CaCerts, CloudConfig, CloudInit, Command, Encoding, Ntp, Owner, Ros, User,
@@ -541,6 +542,170 @@ impl Walker<'_> {
         Ok(out)
     }
 
+    fn network(&mut self, n: &Node, path: &str) -> R<Network> {
+        let f = self.fields(n, path, &["dns", "interfaces"], &[])?;
+        let mut out = Network::default();
+        if let Some(d) = f.get("dns") {
+            let dp = &join(path, "dns");
+            let df = self.fields(d, dp, &["nameservers", "search"], &[])?;
+            let mut dns = Dns::default();
+            if let Some(ns) = df.get("nameservers") {
+                let p = &join(dp, "nameservers");
+                dns.nameservers = Some(self.list_or_csv(ns, p, |s| {
+                    s.parse()
+                        .map_err(|_| format!("expected an IP address, got {s:?}"))
+                })?);
+            }
+            if let Some(s) = df.get("search") {
+                let p = &join(dp, "search");
+                dns.search = Some(self.list_or_csv(s, p, |s| {
+                    Hostname::parse(s).and_then(|h| SingleLine::parse(h.as_str()))
+                })?);
+            }
+            out.dns = Some(dns);
+        }
+        if let Some(i) = f.get("interfaces") {
+            let ip = &join(path, "interfaces");
+            let entries: &[(Key, Node)] = match &i.kind {
+                Kind::Map(entries) => entries,
+                Kind::Null => &[],
+                _ => return Err(self.expected(i, ip, "a map of interfaces")),
+            };
+            let mut interfaces = BTreeMap::new();
+            for (k, v) in entries {
+                let p = &join(ip, &k.name);
+                Selector::parse(&k.name).map_err(|m| self.err(k.pos, p, m))?;
+                interfaces.insert(k.name.clone(), self.interface(v, p)?);
+            }
+            out.interfaces = Some(interfaces);
+        }
+        Ok(out)
+    }
+
+    fn interface(&mut self, n: &Node, path: &str) -> R<Interface> {
+        const KEYS: &[&str] = &[
+            "match",
+            "dhcp",
+            "address",
+            "addresses",
+            "gateway",
+            "gateway_ipv6",
+            "routes",
+            "mtu",
+            "vlans",
+            "bond",
+            "bond_opts",
+            "bridge",
+        ];
+        let f = self.fields(n, path, KEYS, &[])?;
+        let mut out = Interface::default();
+        let mut addresses = Vec::new();
+        for (key, n) in &f {
+            let n: &Node = n;
+            let p = &join(path, key);
+            match key.as_str() {
+                "match" => out.match_ = Some(self.checked(n, p, Selector::parse)?),
+                "dhcp" => out.dhcp = Some(self.boolean(n, p)?),
+                "address" => addresses.insert(0, self.checked(n, p, Cidr::parse)?),
+                "addresses" => addresses.extend(self.list_or_csv(n, p, Cidr::parse)?),
+                "gateway" => {
+                    out.gateway = Some(self.checked(n, p, |s| {
+                        s.parse()
+                            .map_err(|_| format!("expected an IPv4 address, got {s:?}"))
+                    })?)
+                }
+                "gateway_ipv6" => {
+                    out.gateway_ipv6 = Some(self.checked(n, p, |s| {
+                        s.parse()
+                            .map_err(|_| format!("expected an IPv6 address, got {s:?}"))
+                    })?)
+                }
+                "routes" => out.routes = Some(self.list(n, p, |w, i, p| w.route(i, p))?),
+                "mtu" => {
+                    let mtu: u32 = self.unsigned(n, p)?;
+                    if !(68..=65535).contains(&mtu) {
+                        return Err(self.err(
+                            n.pos,
+                            p,
+                            format!("expected an MTU 68-65535, got {mtu}"),
+                        ));
+                    }
+                    out.mtu = Some(mtu)
+                }
+                "vlans" => {
+                    out.vlans = Some(match &n.kind {
+                        Kind::Int(_) => vec![self.checked_text(n, p, Vlan::parse)?],
+                        _ => self.list_or_csv_scalars(n, p, Vlan::parse)?,
+                    })
+                }
+                "bond" => out.bond = Some(self.checked(n, p, IfName::parse)?),
+                "bond_opts" => out.bond_opts = Some(self.text_map(n, p)?),
+                "bridge" => {
+                    out.bridge = Some(match n.kind {
+                        Kind::Bool(b) => Bridge::Is(b),
+                        _ => Bridge::Port(self.checked(n, p, IfName::parse)?),
+                    })
+                }
+                other => unreachable_key(other),
+            }
+        }
+        if !addresses.is_empty() {
+            out.addresses = Some(addresses);
+        }
+        Ok(out)
+    }
+
+    fn route(&mut self, n: &Node, path: &str) -> R<Route> {
+        let f = self.fields(
+            n,
+            path,
+            &["to", "via", "metric"],
+            &[("gateway", "via"), ("destination", "to")],
+        )?;
+        let Some(to) = f.get("to") else {
+            return Err(self.err(n.pos, path, "a route needs `to` (a network, or default)"));
+        };
+        let to = self.checked(to, &join(path, "to"), network::parse_destination)?;
+        let via = match f.get("via") {
+            Some(v) => Some(self.checked(v, &join(path, "via"), |s| {
+                s.parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("expected an IP address, got {s:?}"))
+            })?),
+            None => None,
+        };
+        if via.is_some_and(|v| v.is_ipv4() != to.addr.is_ipv4()) {
+            return Err(self.err(
+                n.pos,
+                path,
+                format!("`via` and `to` ({to}) are of different IP versions"),
+            ));
+        }
+        let metric = match f.get("metric") {
+            Some(m) => Some(self.unsigned(m, &join(path, "metric"))?),
+            None => None,
+        };
+        Ok(Route { to, via, metric })
+    }
+
+    /// A scalar's text checked by `f` (`vlans: 100`).
+    fn checked_text<T>(&self, n: &Node, path: &str, f: fn(&str) -> Result<T, String>) -> R<T> {
+        let s = self.scalar_text(n, path)?;
+        f(s.as_str()).map_err(|m| self.err(n.pos, path, m))
+    }
+
+    /// A list of scalars, or one comma-separated string (`vlans: 100,200:mgmt`).
+    fn list_or_csv_scalars<T>(
+        &mut self,
+        n: &Node,
+        path: &str,
+        f: fn(&str) -> Result<T, String>,
+    ) -> R<Vec<T>> {
+        if let Kind::Str(_) = &n.kind {
+            return self.list_or_csv(n, path, f);
+        }
+        self.list(n, path, |w, i, p| w.checked_text(i, p, f))
+    }
+
     fn ros(&mut self, n: &Node, path: &str) -> R<Ros> {
         let f = self.fields(n, path, ROS_KEYS, &[])?;
         let mut r = Ros::default();
@@ -572,7 +737,7 @@ impl Walker<'_> {
                     }
                     r.services_include = Some(inc);
                 }
-                "network" => r.network = Some(self.raw_map(n, p)?),
+                "network" => r.network = Some(self.network(n, p)?),
                 "docker" => r.docker = Some(self.raw_map(n, p)?),
                 "console" => r.console = Some(self.checked(n, p, SingleLine::parse)?),
                 "sysctl" => r.sysctl = Some(self.text_map(n, p)?),

@@ -1,13 +1,18 @@
-//! `ros netconf`: the network service's entry point; the work is in `ros_netconf`.
+//! `ros netconf`: the network service's entry point: it reads the host's config under
+//! `--root` (the merged `ros.network`, else the datasource's network-config) and hands it to
+//! `ros_netconf`, which does the work.
 
 use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
+use ros_cloud_config::load::{load, ConfigPaths};
+use ros_cloud_config::{instance, network};
 
 #[derive(Args, Debug)]
 pub struct NetconfArgs {
-    /// The interface to configure [default: the first NIC in /sys/class/net]
+    /// Only DHCP on this interface, ignoring the configured `network.interfaces`
+    /// [default: the configured interfaces, else DHCP on the first NIC in /sys/class/net]
     #[arg(long, value_name = "NAME")]
     iface: Option<String>,
     /// Exit after the first lease is applied (non-zero when none comes within --timeout)
@@ -21,6 +26,17 @@ pub struct NetconfArgs {
     verbose: bool,
 }
 
+/// Loads a kernel module and what it depends on from `/lib/modules/<release>`.
+fn load_module(name: &str) -> Result<(), String> {
+    use ros_init::kmod;
+    let dir = Path::new("/lib/modules").join(kmod::kernel_release());
+    let index = kmod::ModuleIndex::load(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (_, r) in kmod::load_modules(&index, &[name.to_owned()]) {
+        r.map_err(|e| format!("{e:#}"))?;
+    }
+    Ok(())
+}
+
 /// Logs to stderr, one line per record (system-docker captures it as the service's log).
 pub fn run(root: &Path, args: NetconfArgs) -> i32 {
     crate::log_to_stderr(
@@ -32,6 +48,20 @@ pub fn run(root: &Path, args: NetconfArgs) -> i32 {
         },
     );
     let mut opts = ros_netconf::Options::new(root);
+    let loaded = load(&ConfigPaths::new(root));
+    for e in &loaded.errors {
+        log::warn!("netconf: config: {e} (left out)");
+    }
+    let meta = instance::read(root).unwrap_or_else(|e| {
+        log::warn!("netconf: {}: {e}", instance::metadata_path(root).display());
+        None
+    });
+    let (network, said) = network::for_host(&loaded.value, meta.as_ref());
+    for s in said {
+        log::warn!("netconf: {s}");
+    }
+    opts.network = network;
+    opts.load_module = Some(load_module);
     opts.iface = args.iface;
     opts.once = args.once;
     opts.timeout = Duration::from_secs(args.timeout.max(1));

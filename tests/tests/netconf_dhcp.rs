@@ -24,11 +24,12 @@ struct Netns {
 }
 
 impl Netns {
-    fn create() -> Netns {
+    /// `tag` keeps the namespaces of tests running side by side apart.
+    fn create(tag: &str) -> Netns {
         let pid = std::process::id();
         let n = Netns {
-            server: format!("rosnc-s-{pid}"),
-            client: format!("rosnc-c-{pid}"),
+            server: format!("rosnc{tag}-s-{pid}"),
+            client: format!("rosnc{tag}-c-{pid}"),
             children: Vec::new(),
         };
         sh("ip", &["netns", "add", &n.server]).ok();
@@ -126,7 +127,7 @@ fn dhcp_lease_renewal_and_silent_network() {
     fs::create_dir_all(&root).expect("root dir");
     let dnsmasq_log = tmp.path().join("dnsmasq.log");
     let ros_log = tmp.path().join("netconf.log");
-    let mut ns = Netns::create();
+    let mut ns = Netns::create("d");
 
     let leases = tmp.path().join("dnsmasq.leases");
     let pidfile = tmp.path().join("dnsmasq.pid");
@@ -251,5 +252,179 @@ fn dhcp_lease_renewal_and_silent_network() {
     eprintln!(
         "netconf_dhcp: leased {inet}, renewed, silent network gave up after {:?}",
         out.elapsed
+    );
+}
+
+/// Writes the host config netconf reads: `<root>/var/lib/ros/conf/cloud-config.yml`.
+fn write_config(root: &Path, text: &str) {
+    let p = root.join("var/lib/ros/conf/cloud-config.yml");
+    fs::create_dir_all(p.parent().expect("parent")).expect("conf dir");
+    fs::write(p, text).expect("write config");
+}
+
+/// Whether the kernel can make links of `kind` (this machine's has no bonding or 8021q;
+/// the VM test covers them with Debian's kernel).
+fn kernel_has(ns: &str, kind: &str) -> bool {
+    let ok = sh("ip", &["-n", ns, "link", "add", "probe0", "type", kind]).success();
+    let _ = sh("ip", &["-n", ns, "link", "del", "probe0"]);
+    ok
+}
+
+#[test]
+fn configured_links_bridge_static_addresses_routes_and_dhcp() {
+    if !(require_root(TEST) && require_tool(TEST, "ip") && require_tool(TEST, "dnsmasq")) {
+        return;
+    }
+    let tmp = tempdir();
+    let root = tmp.path().join("root");
+    let dnsmasq_log = tmp.path().join("dnsmasq.log");
+    let mut ns = Netns::create("l");
+    let client_ns = ns.client.clone();
+    // A second pair inside the client namespace: p0 becomes a bridge port (chosen by its
+    // MAC), p1 is left alone.
+    sh(
+        "ip",
+        &[
+            "-n",
+            &client_ns,
+            "link",
+            "add",
+            "p0",
+            "address",
+            "02:00:00:00:aa:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "p1",
+        ],
+    )
+    .ok();
+    let dnsmasq = ros_tests::which("dnsmasq").expect("dnsmasq on PATH");
+    let server_ns = ns.server.clone();
+    ns.spawn(
+        &server_ns,
+        &dnsmasq,
+        &[
+            "--no-daemon",
+            "--log-facility=-",
+            "--interface=veth-s",
+            "--bind-interfaces",
+            "--dhcp-range=10.99.0.50,10.99.0.60,2m",
+            "--dhcp-option=option:router,10.99.0.1",
+            "--dhcp-option=option:dns-server,10.99.0.1",
+            "--port=0",
+            "--conf-file=/dev/null",
+            &format!("--dhcp-leasefile={}", tmp.path().join("leases").display()),
+        ],
+        &dnsmasq_log,
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || read(&dnsmasq_log)
+            .contains("DHCP, IP range")),
+        "dnsmasq did not start:\n{}",
+        read(&dnsmasq_log)
+    );
+    let bond = kernel_has(&client_ns, "bond");
+    if !bond {
+        eprintln!("SKIP part of {TEST}: this kernel cannot make bonds or VLANs (no bonding/8021q); the VM test covers them");
+    }
+    write_config(
+        &root,
+        r#"#cloud-config
+ros:
+  network:
+    dns:
+      nameservers: [10.98.0.53, "fd98::53"]
+      search: [example.test]
+    interfaces:
+      veth-c: {dhcp: true, mtu: 1400}
+      br0:
+        bridge: true
+        addresses: [10.97.0.1/24, "fd97::1/64"]
+        routes: [{to: 10.96.0.0/16, via: 10.97.0.254, metric: 50}]
+      mac=02:00:00:00:aa:01: {bridge: br0}
+      eth9: {dhcp: true}
+"#,
+    );
+    let once = |ns: &Netns| {
+        run(
+            &mut ns.client_cmd(&root, &["--once", "--timeout", "20"]),
+            Duration::from_secs(60),
+        )
+    };
+    let out = once(&ns);
+    assert!(
+        out.success() && !out.timed_out,
+        "netconf --once:\n{out}\n{}",
+        read(&dnsmasq_log)
+    );
+    assert!(
+        out.stderr.contains("no link named eth9"),
+        "missing link not said:\n{out}"
+    );
+
+    let show = |args: &[&str]| ns.client_ip(args).stdout;
+    let br = show(&["-d", "link", "show", "br0"]);
+    assert!(br.contains("bridge") && br.contains(",UP"), "br0:\n{br}");
+    let p0 = show(&["link", "show", "p0"]);
+    assert!(p0.contains("master br0"), "p0 is not a port of br0:\n{p0}");
+    let p1 = show(&["-4", "addr", "show", "p1"]);
+    assert!(!p1.contains("inet"), "p1 was configured:\n{p1}");
+    let addrs = show(&["addr", "show", "br0"]);
+    assert!(
+        addrs.contains("inet 10.97.0.1/24") && addrs.contains("inet6 fd97::1/64"),
+        "br0 addresses:\n{addrs}"
+    );
+    // The gateway of a static route must be on a connected network; br0's is.
+    let routes = show(&["-4", "route", "show", "10.96.0.0/16"]);
+    assert!(
+        routes.contains("10.96.0.0/16 via 10.97.0.254 dev br0") && routes.contains("metric 50"),
+        "static route:\n{routes}"
+    );
+    let veth = show(&["addr", "show", "veth-c"]);
+    assert!(veth.contains("mtu 1400"), "the config's MTU:\n{veth}");
+    assert!(
+        veth.contains("inet 10.99.0."),
+        "no lease on veth-c:\n{veth}"
+    );
+    let default = show(&["-4", "route", "show", "default"]);
+    assert!(
+        default.contains("via 10.99.0.1 dev veth-c"),
+        "default route:\n{default}"
+    );
+    // The config names the DNS servers: the lease's are not written.
+    let resolv = read(&root.join("etc/resolv.conf"));
+    assert_eq!(
+        resolv,
+        "# Generated by ros netconf from the network config\nsearch example.test\nnameserver 10.98.0.53\nnameserver fd98::53\n"
+    );
+
+    // Again: everything exists already, which is not an error.
+    let again = once(&ns);
+    assert!(again.success(), "second run:\n{again}");
+    assert_eq!(
+        show(&["addr", "show", "br0"])
+            .matches("inet 10.97.0.1/24")
+            .count(),
+        1
+    );
+
+    // A bad bond option fails that link, clearly; the rest is configured.
+    if bond {
+        write_config(
+            &root,
+            "#cloud-config\nros:\n  network:\n    interfaces:\n      bond0: {bond_opts: {mode: no-such-mode}}\n      p1: {bond: bond0}\n      veth-c: {addresses: [10.99.0.7/24]}\n",
+        );
+        let out = once(&ns);
+        assert!(!out.success(), "a bad bond mode passed:\n{out}");
+        assert!(
+            out.stderr.contains("bonding option mode=no-such-mode"),
+            "{out}"
+        );
+        assert!(show(&["addr", "show", "veth-c"]).contains("10.99.0.7/24"));
+    }
+    eprintln!(
+        "{TEST}: bridge, MAC match, static IPv4/IPv6, route, MTU, DHCP and static DNS configured"
     );
 }

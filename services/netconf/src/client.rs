@@ -33,6 +33,10 @@ pub struct Client {
     root: PathBuf,
     once: bool,
     timeout: Duration,
+    /// Whether leases write resolv.conf (not when the config names the DNS servers).
+    write_resolv: bool,
+    /// Whether a lease's MTU is applied (not when the config sets the link's MTU).
+    lease_mtu: bool,
 }
 
 /// How an exchange with the server ended.
@@ -76,7 +80,21 @@ impl Client {
             root: opts.root.clone(),
             once: opts.once,
             timeout: opts.timeout,
+            write_resolv: true,
+            lease_mtu: true,
         })
+    }
+
+    /// Leases leave resolv.conf alone (the config names the DNS servers).
+    pub fn keep_resolv(mut self) -> Self {
+        self.write_resolv = false;
+        self
+    }
+
+    /// Leases leave the MTU alone (the config sets it).
+    pub fn keep_mtu(mut self) -> Self {
+        self.lease_mtu = false;
+        self
     }
 
     /// Acquires, applies, and (unless `--once`) keeps the lease renewed forever.
@@ -342,7 +360,7 @@ impl Client {
         }
         sys::set_address(&self.iface, lease.address, prefix_to_mask(lease.prefix))
             .map_err(|e| self.apply_err(e))?;
-        if let Some(mtu) = lease.mtu {
+        if let Some(mtu) = lease.mtu.filter(|_| self.lease_mtu) {
             if let Err(e) = sys::set_mtu(&self.iface, mtu) {
                 log::warn!("dhcp: {} MTU {mtu} not applied: {e}", self.iface);
             }
@@ -350,7 +368,8 @@ impl Client {
         if let Some(router) = lease.routers.first() {
             sys::add_default_route(&self.iface, *router).map_err(|e| self.apply_err(e))?;
         }
-        if !lease.dns.is_empty()
+        if self.write_resolv
+            && !lease.dns.is_empty()
             && old.is_none_or(|o| o.dns != lease.dns || o.domain != lease.domain)
         {
             let text = resolv::render(&lease.dns, lease.domain.as_deref());

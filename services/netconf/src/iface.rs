@@ -28,6 +28,34 @@ pub fn pick(sys_class_net: &Path) -> Result<String, Error> {
         .ok_or_else(|| Error::NoInterface(sys_class_net.to_path_buf()))
 }
 
+/// Every link in `sys_class_net` with its hardware address (None for links without an
+/// Ethernet one, such as `lo`).
+pub fn list(sys_class_net: &Path) -> Result<Vec<crate::plan::Link>, Error> {
+    let entries = fs::read_dir(sys_class_net).map_err(|source| Error::ListInterfaces {
+        path: sys_class_net.to_path_buf(),
+        source,
+    })?;
+    let mut links: Vec<crate::plan::Link> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .map(|name| {
+            let mac = fs::read_to_string(sys_class_net.join(&name).join("address"))
+                .ok()
+                .and_then(|t| parse_mac(t.trim()))
+                .filter(|m| m != &[0; 6]);
+            let devtype = fs::read_to_string(sys_class_net.join(&name).join("uevent"))
+                .ok()
+                .and_then(|u| {
+                    u.lines()
+                        .find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_owned))
+                });
+            crate::plan::Link { name, mac, devtype }
+        })
+        .collect();
+    links.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(links)
+}
+
 /// The MAC address of `iface` (`<sys_class_net>/<iface>/address`).
 pub fn mac(sys_class_net: &Path, iface: &str) -> Result<[u8; 6], Error> {
     let path = sys_class_net.join(iface).join("address");
