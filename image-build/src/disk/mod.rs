@@ -7,7 +7,8 @@
 //! its offset in the image, the slot and state file systems from `mkfs.ext4 -d` at theirs,
 //! the qcow2 from `qemu-img convert`, the ISO from `grub-mkrescue` (xorriso). Reproducible:
 //! fixed GUIDs, UUIDs, serials and hash seeds derived from the version, every time set to
-//! the build epoch (`SOURCE_DATE_EPOCH`, `E2FSPROGS_FAKE_TIME`).
+//! the build epoch (`SOURCE_DATE_EPOCH`, `E2FSPROGS_FAKE_TIME`, and `debugfs` setting the
+//! change times `mkfs.ext4 -d` copies from the build's files).
 
 pub mod grub;
 mod tool;
@@ -172,6 +173,72 @@ fn set_epoch(path: &Path, epoch: u64) -> Result<(), DiskError> {
         .map_err(io_err(path))
 }
 
+/// Sets the change time of every inode `mkfs.ext4 -d dir` made (at `offset` in `raw`) to
+/// the epoch: mkfs copies each source file's ctime, which only the kernel sets, so two
+/// builds would differ in it. One `debugfs -w` run with a command per path.
+fn pin_ctimes(
+    raw: &Path,
+    offset: u64,
+    dir: &Path,
+    epoch: u64,
+    script: &Path,
+) -> Result<(), DiskError> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), DiskError> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for n in names {
+            let path = format!("{rel}/{n}");
+            out.push(path.clone());
+            let full = dir.join(&n);
+            if fs::symlink_metadata(&full).map_err(io_err(&full))?.is_dir() {
+                walk(&full, &path, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut paths = vec!["/".to_owned(), "/lost+found".to_owned()];
+    walk(dir, "", &mut paths)?;
+    let mut cmds = String::new();
+    for p in &paths {
+        if p.contains(['"', '\n', ' ']) {
+            return Err(DiskError::Io {
+                path: dir.join(p.trim_start_matches('/')),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "debugfs cannot name a path with spaces or quotes",
+                ),
+            });
+        }
+        cmds.push_str(&format!("sif {p} ctime @{epoch}\n"));
+    }
+    fs::write(script, cmds).map_err(io_err(script))?;
+    let mut cmd = Command::new("debugfs");
+    cmd.env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+        .stdout(std::process::Stdio::null())
+        .arg("-w")
+        .arg("-f")
+        .arg(script)
+        .arg(format!("{}?offset={offset}", raw.display()));
+    let stderr = tool::stderr_of(&mut cmd, "e2fsprogs")?;
+    // debugfs exits 0 when a command fails; its banner is the only line it writes otherwise.
+    let failed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("debugfs "))
+        .collect();
+    if !failed.is_empty() {
+        return Err(DiskError::Failed {
+            program: "debugfs".into(),
+            status: "0 with errors".into(),
+            stderr: failed.join("\n"),
+        });
+    }
+    Ok(())
+}
+
 fn write_raw(
     i: &Inputs,
     raw: &Path,
@@ -258,7 +325,17 @@ fn write_raw(
         }
         cmd.arg(raw)
             .arg(format!("{}k", (p.last_lba + 1 - p.first_lba) / 2));
-        tool::run(&mut cmd, "e2fsprogs")
+        tool::run(&mut cmd, "e2fsprogs")?;
+        match dir {
+            Some(d) => pin_ctimes(
+                raw,
+                p.first_lba * 512,
+                d,
+                i.epoch,
+                &i.work.join(format!("{name}.debugfs")),
+            ),
+            None => Ok(()),
+        }
     };
     // The slots are read-only while booted: no journal.
     ext4("ROS_A", Some(slot), false)?;

@@ -6,6 +6,11 @@ use super::DiskError;
 
 /// Runs `cmd`, which comes from `package`; its stderr is the error when it fails.
 pub fn run(cmd: &mut Command, package: &str) -> Result<(), DiskError> {
+    stderr_of(cmd, package).map(drop)
+}
+
+/// Runs `cmd` like [`run`] and returns what it wrote to stderr when it succeeds.
+pub fn stderr_of(cmd: &mut Command, package: &str) -> Result<String, DiskError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     log::debug!("disk: {cmd:?}");
     let out = cmd
@@ -17,7 +22,7 @@ pub fn run(cmd: &mut Command, package: &str) -> Result<(), DiskError> {
             source,
         })?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
     } else {
         Err(DiskError::Failed {
             program,
