@@ -18,6 +18,7 @@ QEMU_PACKAGES := qemu-system-x86 qemu-utils/bookworm
 RUN_MEM ?= 1024
 RUN_DIR ?= .cache/run
 RUN_KEEP ?=
+RUN_ACCEL ?=
 
 .PHONY: all deps build release fixtures images image run test test-full fuzz bench fmt lint clean
 
@@ -60,12 +61,14 @@ image: deps
 	$(CARGO) build --release -p ros -p system-docker -p image-build
 	target/release/ros-image-build $(if $(VERSION),--image-version $(VERSION))
 
-# Boots ros in QEMU (TCG) the way a user would: a copy of dist/ros-<ver>.qcow2 started by
+# Boots ros in QEMU the way a user would: a copy of dist/ros-<ver>.qcow2 started by
 # the firmware (GRUB, BIOS), the serial console on this terminal, SSH forwarded to
 # 127.0.0.1:2222, and a NoCloud seed carrying your public key (~/.ssh/id_ed25519.pub or
 # id_rsa.pub; one is generated in $(RUN_DIR) when you have none). Each run starts from the
 # freshly built image; RUN_KEEP=1 keeps the disk (and its state) of the last run.
 # Log in with `ssh -p 2222 rancher@127.0.0.1`; `sudo poweroff` ends the VM (or Ctrl-A X).
+# KVM is used when it answers (a probe VM boots the kernel to its no-root panic within
+# 15 s; nested KVM often does not), TCG otherwise; RUN_ACCEL=tcg or kvm skips the probe.
 run: image
 	@mkdir -p $(RUN_DIR)
 	@ver=$$(jq -r .version dist/manifest.json); \
@@ -79,7 +82,13 @@ run: image
 	printf '#cloud-config\nssh_authorized_keys:\n  - %s\n' "$$(cat $$key)" > $(RUN_DIR)/seed/user-data && \
 	printf 'instance-id: ros-make-run\nlocal-hostname: ros\n' > $(RUN_DIR)/seed/meta-data && \
 	xorriso -as mkisofs -quiet -J -R -V cidata -o $(RUN_DIR)/seed.iso $(RUN_DIR)/seed
-	qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m $(RUN_MEM) -nographic -no-reboot \
+	@accel=$(RUN_ACCEL); if [ -z "$$accel" ]; then accel=tcg; \
+		if [ -w /dev/kvm ] && timeout 15 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 128 -nodefaults \
+			-display none -serial stdio -no-reboot -kernel dist/vmlinuz -append 'console=ttyS0 panic=-1' \
+			2>/dev/null | grep -q 'Kernel panic'; then accel=kvm; fi; fi; \
+	echo "run: accel=$$accel (RUN_ACCEL=kvm|tcg overrides the probe)"; \
+	cpu=max; [ "$$accel" = kvm ] && cpu=host; \
+	qemu-system-x86_64 -machine q35,accel=$$accel -cpu $$cpu -smp 2 -m $(RUN_MEM) -nographic -no-reboot \
 		-drive file=$(RUN_DIR)/disk.qcow2,if=virtio,format=qcow2 \
 		-drive file=$(RUN_DIR)/seed.iso,if=virtio,format=raw,readonly=on \
 		-device virtio-rng-pci -nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22

@@ -4,7 +4,8 @@
 //! the VM killed when the [`Vm`] is dropped.
 //!
 //! TCG by default: nested KVM on the build machines hangs guests. `ROS_TEST_KVM=1` asks for
-//! KVM (used only when /dev/kvm exists). The network is QEMU's user network with
+//! KVM, used only when it answers: a probe VM under KVM must boot the kernel to its "no
+//! root" panic and exit within seconds ([`kvm_answers`]). The network is QEMU's user network with
 //! `restrict=on` — nothing leaves the machine — plus explicit forwards.
 
 use std::fmt::Write as _;
@@ -91,6 +92,9 @@ pub struct VmConfig {
     pub forwards: Vec<(u16, u16)>,
     /// No network device at all.
     pub no_network: bool,
+    /// More NICs after the first, by MAC address: each on its own restricted user network
+    /// without forwards (links for bonds and VLANs to be made of).
+    pub extra_nics: Vec<String>,
     pub kvm: bool,
     /// A QMP socket (for `system_powerdown`: the ACPI power button).
     pub qmp: Option<PathBuf>,
@@ -113,6 +117,7 @@ impl VmConfig {
             drives: Vec::new(),
             forwards: Vec::new(),
             no_network: false,
+            extra_nics: Vec::new(),
             kvm: kvm_wanted(),
             qmp: None,
         }
@@ -129,9 +134,82 @@ impl VmConfig {
     }
 }
 
-/// Whether the environment asks for KVM and the machine has it.
+/// Whether the environment asks for KVM (`ROS_TEST_KVM=1`) and KVM answers here.
 pub fn kvm_wanted() -> bool {
-    std::env::var("ROS_TEST_KVM").is_ok_and(|v| v == "1") && Path::new("/dev/kvm").exists()
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !std::env::var("ROS_TEST_KVM").is_ok_and(|v| v == "1") {
+        return false;
+    }
+    *ANSWER.get_or_init(|| {
+        let kernel = crate::workspace_dir().join("dist/vmlinuz");
+        let yes = kvm_answers(&kernel, Duration::from_secs(15));
+        if !yes {
+            eprintln!("ROS_TEST_KVM=1 but KVM did not answer (a probe VM did not boot {} in time): using TCG", kernel.display());
+        }
+        yes
+    })
+}
+
+/// Whether KVM really runs guests here: `/dev/kvm` opens, and a VM under KVM boots
+/// `kernel` (no initrd) to its "unable to mount root" panic and exits (`panic=-1
+/// -no-reboot`) within `deadline`. Nested KVM can pass the first and hang on the second.
+pub fn kvm_answers(kernel: &Path, deadline: Duration) -> bool {
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+        || !kernel.exists()
+    {
+        return false;
+    }
+    let Ok(mut child) = Command::new(QEMU)
+        .args([
+            "-machine",
+            "q35,accel=kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "128",
+            "-nodefaults",
+        ])
+        .args([
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-kernel",
+        ])
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 panic=-1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let start = Instant::now();
+    let exited = loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break true,
+            Ok(None) if start.elapsed() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            _ => break false,
+        }
+    };
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        return false;
+    }
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    out.contains("Kernel panic")
 }
 
 /// The `-nic` argument: user networking, restricted, with the forwards (host → guest) and
@@ -232,6 +310,10 @@ pub fn qemu_args(c: &VmConfig) -> Vec<String> {
     } else {
         a.push("-nic".into());
         a.push(nic_arg(&c.forwards, &c.guestfwd, c.user_net.as_deref()));
+        for mac in &c.extra_nics {
+            a.push("-nic".into());
+            a.push(format!("user,model=virtio-net-pci,restrict=on,mac={mac}"));
+        }
     }
     a
 }
@@ -588,8 +670,20 @@ mod tests {
             a.contains("-nic user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22")
         );
         assert!(a.contains("-append console=ttyS0 panic=-1"));
+        c.extra_nics.push("52:54:00:12:35:11".into());
+        assert!(qemu_args(&c)
+            .join(" ")
+            .contains(":22 -nic user,model=virtio-net-pci,restrict=on,mac=52:54:00:12:35:11"));
         c.no_network = true;
         assert!(qemu_args(&c).join(" ").contains("-nic none"));
+    }
+
+    #[test]
+    fn kvm_without_a_kernel_does_not_answer() {
+        assert!(!kvm_answers(
+            Path::new("/nonexistent/vmlinuz"),
+            Duration::from_secs(1)
+        ));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! 1. `ros-<ver>.qcow2` with SeaBIOS (GRUB from the BIOS-boot partition), a NoCloud seed
 //!    (`cidata` ISO) with the key, a hostname, write_files, bootcmd and runcmd: the ready
 //!    line; SSH; the six system services in `sudo system-docker ps`; the preloaded image
-//!    runs in the user engine; cloud-config applied. A second boot of the same disk keeps
+//!    runs in the user engine; cloud-config applied; the seed's network-config (v2) made
+//!    a bond of two more NICs, a VLAN and a bridge. A second boot of the same disk keeps
 //!    /home/rancher and /var/lib/docker; runcmd ran once, bootcmd twice.
 //! 2. `ros-<ver>.raw` with OVMF (UEFI, GRUB from ROS_EFI) and an OpenStack config drive
 //!    whose userdata is broken: the host still boots to SSH with the key of the drive's
@@ -109,6 +110,67 @@ runcmd:
     )
 }
 
+/// The seed's NoCloud network-config (v2): DHCP on eth0 (SSH comes that way), a bond of
+/// the two other NICs (chosen by MAC) with a static address, a VLAN on eth0, an empty
+/// bridge. Debian's kernel has bonding and 8021q as modules: netconf loads them.
+const NETWORK_CONFIG: &str = "version: 2
+ethernets:
+  eth0: {dhcp4: true}
+  nic1: {match: {macaddress: '52:54:00:12:35:11'}}
+  nic2: {match: {macaddress: '52:54:00:12:35:12'}}
+bonds:
+  bond0:
+    interfaces: [nic1, nic2]
+    parameters: {mode: active-backup, mii-monitor-interval: 100}
+    addresses: [10.77.0.2/24]
+vlans:
+  vlan42: {id: 42, link: eth0, addresses: [10.42.0.2/24]}
+bridges:
+  br0: {interfaces: [], addresses: [10.88.0.1/24]}
+";
+
+fn network_config_applied(c: &mut Checks, port: u16, key: &Path) {
+    let bond = on(
+        port,
+        key,
+        "cat /sys/class/net/bond0/bonding/mode /sys/class/net/bond0/bonding/miimon /sys/class/net/bond0/bonding/slaves",
+    );
+    c.check(
+        bond.stdout.contains("active-backup")
+            && bond.stdout.contains("100")
+            && bond.stdout.contains("eth1")
+            && bond.stdout.contains("eth2"),
+        "network-config: bond0 (active-backup, miimon 100) of the NICs matched by MAC",
+        &bond,
+    );
+    let vlan = on(port, key, "sudo cat /proc/net/vlan/config");
+    c.check(
+        vlan.stdout.lines().any(|l| {
+            let f: Vec<&str> = l.split('|').map(str::trim).collect();
+            f == ["vlan42", "42", "eth0"]
+        }),
+        "network-config: vlan42 is VLAN 42 on eth0",
+        &vlan,
+    );
+    let addrs = on(port, key, "ip addr show");
+    c.check(
+        [
+            "10.77.0.2/24",
+            "10.42.0.2/24",
+            "10.88.0.1/24",
+            "10.0.2.15/24",
+        ]
+        .iter()
+        .all(|a| addrs.stdout.contains(a)),
+        "network-config: static addresses on bond0, vlan42 and br0; DHCP's on eth0",
+        &addrs,
+    );
+    c.ok(
+        &on(port, key, "test -d /sys/class/net/br0/bridge"),
+        "network-config: br0 is a bridge",
+    );
+}
+
 #[test]
 fn qcow2_bios_nocloud_ssh_and_a_second_boot() {
     const T: &str = "qcow2_bios_nocloud_ssh_and_a_second_boot";
@@ -131,12 +193,14 @@ fn qcow2_bios_nocloud_ssh_and_a_second_boot() {
                 "meta-data",
                 "instance-id: i-disk-test-1\nlocal-hostname: from-meta-data\n",
             ),
+            ("network-config", NETWORK_CONFIG),
         ],
     );
     let port = free_port();
     let mut cfg = VmConfig::firmware(Firmware::Bios);
     cfg.drives = vec![Drive::qcow2(&disk), Drive::raw(&seed).read_only()];
     cfg.forwards = vec![(port, 22)];
+    cfg.extra_nics = vec!["52:54:00:12:35:11".into(), "52:54:00:12:35:12".into()];
     let version = dist_version();
 
     let Some(mut vm) = boot(&mut c, &cfg, &d.join("boot1.log"), "qcow2 boot 1") else {
@@ -183,6 +247,7 @@ fn qcow2_bios_nocloud_ssh_and_a_second_boot() {
         "boot 1: ros config status names the nocloud datasource",
         &st,
     );
+    network_config_applied(&mut c, port, &key);
     c.ok(
         &on(
             port,
