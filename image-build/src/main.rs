@@ -33,8 +33,8 @@ struct Args {
     /// Do not build the disk images (ros-<ver>.raw, .qcow2) and the live ISO.
     #[arg(long)]
     no_disks: bool,
-    /// Where the initrd's binaries (ros, system-docker-shim) are (default: target/release of
-    /// this source tree).
+    /// Where the initrd's binaries (ros, system-docker-shim) are (default: target/image of
+    /// this source tree, where `make image` builds them).
     #[arg(long = "bin-dir", value_name = "DIR")]
     bin_dir: Option<PathBuf>,
     /// More output (-v: debug).
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         store: !args.no_store,
         boot: !args.no_boot,
         disks: !args.no_disks,
-        bin_dir: args.bin_dir.unwrap_or_else(|| root.join("target/release")),
+        bin_dir: args.bin_dir.unwrap_or_else(|| root.join("target/image")),
         catalog: root.join("services/catalog"),
     };
     match image_build::build(&opts) {

@@ -26,6 +26,27 @@ pub struct NetconfArgs {
     verbose: bool,
 }
 
+/// SIGTERM and SIGINT end netconf at once, leaving the links as they are (a host that stops
+/// its network service stays reachable). As PID 1 of its container it has no default
+/// action for them, so without this a stop waited for the kill timeout. The signals are
+/// blocked here, before any thread starts, and taken by one thread with sigwait(2).
+fn exit_on_stop_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if let Err(e) = set.thread_block() {
+        log::warn!("netconf: blocking SIGTERM: {e}");
+        return;
+    }
+    std::thread::spawn(move || {
+        if let Ok(sig) = set.wait() {
+            log::info!("netconf: {sig}: exiting, links left configured");
+            std::process::exit(0);
+        }
+    });
+}
+
 /// Loads a kernel module and what it depends on from `/lib/modules/<release>`.
 fn load_module(name: &str) -> Result<(), String> {
     use ros_init::kmod;
@@ -65,6 +86,7 @@ pub fn run(root: &Path, args: NetconfArgs) -> i32 {
     opts.iface = args.iface;
     opts.once = args.once;
     opts.timeout = Duration::from_secs(args.timeout.max(1));
+    exit_on_stop_signals();
     match ros_netconf::run(&opts) {
         Ok(()) => 0,
         Err(e) => {

@@ -26,8 +26,8 @@ fn a_second_build_makes_the_same_bytes() {
         return;
     };
     let first: serde_json::Value = serde_json::from_slice(&first).expect("manifest.json");
-    // The release build `make image` used: the same tool, at the same speed.
-    let tool = target_dir().join("release/ros-image-build");
+    // The build `make image` used (the `image` profile): the same tool and binaries.
+    let tool = target_dir().join("image/ros-image-build");
     if !tool.is_file() {
         skip(
             T,
