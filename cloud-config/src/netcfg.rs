@@ -336,6 +336,24 @@ impl Translator {
         Ok(())
     }
 
+    /// A DNS entry's `addresses`/`address` (v2/v1) or `search` list; false for other keys.
+    fn dns_list(&mut self, key: &str, v: &Value, path: &str) -> R<bool> {
+        match key {
+            "address" | "addresses" => {
+                for (ns, np) in items(v, path)? {
+                    self.nameserver(&ns, &np)?;
+                }
+            }
+            "search" => {
+                for (d, dp) in items(v, path)? {
+                    self.search_domain(&d, &dp)?;
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     fn search_domain(&mut self, v: &Value, path: &str) -> R<()> {
         let s = string(v, path)?;
         // Normalized as validate.rs normalizes `dns.search`, so the translation reads back equal.
@@ -503,17 +521,7 @@ fn all_digits(s: &str) -> bool {
 
 // --- Paths and messages ---
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
-}
+use crate::validate::{index, join};
 
 fn bad(path: &str, message: impl fmt::Display) -> String {
     if path.is_empty() {

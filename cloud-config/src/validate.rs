@@ -106,7 +106,8 @@ struct Walker<'a> {
 
 type R<T> = Result<T, ConfigError>;
 
-fn join(path: &str, key: &str) -> String {
+/// `a.b` (or `b` at the top): the key path in messages.
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
     } else {
@@ -114,7 +115,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn index(path: &str, i: usize) -> String {
+pub(crate) fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 

@@ -248,15 +248,8 @@ fn nameserver(t: &mut Translator, m: &Map<String, Value>, path: &str) -> R<()> {
         match k.as_str() {
             // DNS is global in ros; `interface:` scoping is dropped.
             "type" | "interface" => {}
-            "address" => {
-                for (ns, np) in items(v, &p)? {
-                    t.nameserver(&ns, &np)?;
-                }
-            }
-            "search" => {
-                for (d, dp) in items(v, &p)? {
-                    t.search_domain(&d, &dp)?;
-                }
+            "address" | "search" => {
+                t.dns_list(k, v, &p)?;
             }
             _ => t.warn(&p, "not supported; ignored"),
         }

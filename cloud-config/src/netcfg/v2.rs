@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::{
-    bad, boolean, check_route, default_route, describe, expected, fields, if_name, index, items,
-    join, list, mac, metric, mtu, string, vlan_id, Link, Translator, R,
+    bad, boolean, check_route, default_route, describe, expected, fields, if_name, index, join,
+    list, mac, metric, mtu, string, vlan_id, Link, Translator, R,
 };
 use crate::network::{Bridge, Cidr, Interface, Route, Selector, Vlan};
 
@@ -173,6 +173,20 @@ fn selector(t: &mut Translator, sel: &Value, path: &str) -> R<Option<Selector>> 
     })
 }
 
+/// A bond's or bridge's `interfaces` list: one link each, resolved once all are defined.
+fn members(
+    t: &mut Translator,
+    v: &Value,
+    path: &str,
+    link: impl Fn(String, String) -> Link,
+) -> R<()> {
+    for (i, member) in list(v, path)?.iter().enumerate() {
+        let mp = index(path, i);
+        t.links.push(link(string(member, &mp)?.to_owned(), mp));
+    }
+    Ok(())
+}
+
 fn bond(t: &mut Translator, id: &str, cfg: &Value, path: &str) -> R<()> {
     let name = if_name(id, path)?;
     let mut iface = Interface::default();
@@ -180,16 +194,11 @@ fn bond(t: &mut Translator, id: &str, cfg: &Value, path: &str) -> R<()> {
     for (k, v) in fields(cfg, path)? {
         let p = join(path, k);
         match k.as_str() {
-            "interfaces" => {
-                for (i, member) in list(v, &p)?.iter().enumerate() {
-                    let mp = index(&p, i);
-                    t.links.push(Link::BondMember {
-                        bond: name.clone(),
-                        member: string(member, &mp)?.to_owned(),
-                        path: mp,
-                    });
-                }
-            }
+            "interfaces" => members(t, v, &p, |member, path| Link::BondMember {
+                bond: name.clone(),
+                member,
+                path,
+            })?,
             "parameters" => {
                 for (pk, pv) in fields(v, &p)? {
                     let pp = join(&p, pk);
@@ -223,16 +232,11 @@ fn bridge(t: &mut Translator, id: &str, cfg: &Value, path: &str) -> R<()> {
     for (k, v) in fields(cfg, path)? {
         let p = join(path, k);
         match k.as_str() {
-            "interfaces" => {
-                for (i, member) in list(v, &p)?.iter().enumerate() {
-                    let mp = index(&p, i);
-                    t.links.push(Link::BridgePort {
-                        bridge: name.clone(),
-                        member: string(member, &mp)?.to_owned(),
-                        path: mp,
-                    });
-                }
-            }
+            "interfaces" => members(t, v, &p, |member, path| Link::BridgePort {
+                bridge: name.clone(),
+                member,
+                path,
+            })?,
             "parameters" => {
                 for pk in fields(v, &p)?.keys() {
                     t.warn(
@@ -305,18 +309,8 @@ fn common(t: &mut Translator, iface: &mut Interface, key: &str, v: &Value, path:
         "nameservers" => {
             for (k, nv) in fields(v, path)? {
                 let p = join(path, k);
-                match k.as_str() {
-                    "addresses" => {
-                        for (ns, np) in items(nv, &p)? {
-                            t.nameserver(&ns, &np)?;
-                        }
-                    }
-                    "search" => {
-                        for (d, dp) in items(nv, &p)? {
-                            t.search_domain(&d, &dp)?;
-                        }
-                    }
-                    _ => t.warn(&p, "not supported; ignored"),
+                if k == "address" || !t.dns_list(k, nv, &p)? {
+                    t.warn(&p, "not supported; ignored");
                 }
             }
         }
