@@ -84,6 +84,37 @@ impl Netns {
         let _ = c.wait();
     }
 
+    /// Starts dnsmasq serving 10.99.0.50-60 (2 min leases, router and DNS 10.99.0.1) on
+    /// the server side, logging to `<dir>/dnsmasq.log`; returns its child index once it
+    /// serves.
+    fn dnsmasq(&mut self, dir: &Path, extra: &[&str]) -> usize {
+        let log = dir.join("dnsmasq.log");
+        let dnsmasq = ros_tests::which("dnsmasq").expect("dnsmasq on PATH");
+        let leases = format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display());
+        let mut args = vec![
+            "--no-daemon",
+            "--log-facility=-",
+            "--interface=veth-s",
+            "--bind-interfaces",
+            "--dhcp-range=10.99.0.50,10.99.0.60,2m",
+            "--dhcp-option=option:router,10.99.0.1",
+            "--dhcp-option=option:dns-server,10.99.0.1",
+            "--port=0",
+            "--conf-file=/dev/null",
+            &leases,
+        ];
+        args.extend_from_slice(extra);
+        let server = self.server.clone();
+        let i = self.spawn(&server, &dnsmasq, &args, &log);
+        assert!(
+            poll_until(Duration::from_secs(10), || read(&log)
+                .contains("DHCP, IP range")),
+            "dnsmasq did not start:\n{}",
+            read(&log)
+        );
+        i
+    }
+
     fn client_cmd(&self, root: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.client])
@@ -129,35 +160,8 @@ fn dhcp_lease_renewal_and_silent_network() {
     let ros_log = tmp.path().join("netconf.log");
     let mut ns = Netns::create("d");
 
-    let leases = tmp.path().join("dnsmasq.leases");
-    let pidfile = tmp.path().join("dnsmasq.pid");
-    let dnsmasq = ros_tests::which("dnsmasq").expect("dnsmasq on PATH");
-    let server_ns = ns.server.clone();
-    let d = ns.spawn(
-        &server_ns,
-        &dnsmasq,
-        &[
-            "--no-daemon",
-            "--log-facility=-",
-            "--interface=veth-s",
-            "--bind-interfaces",
-            "--dhcp-range=10.99.0.50,10.99.0.60,2m",
-            "--dhcp-option=option:router,10.99.0.1",
-            "--dhcp-option=option:dns-server,10.99.0.1",
-            "--dhcp-option=option:T1,10",
-            "--port=0",
-            "--conf-file=/dev/null",
-            &format!("--dhcp-leasefile={}", leases.display()),
-            &format!("--pid-file={}", pidfile.display()),
-        ],
-        &dnsmasq_log,
-    );
-    assert!(
-        poll_until(Duration::from_secs(10), || read(&dnsmasq_log)
-            .contains("DHCP, IP range")),
-        "dnsmasq did not start:\n{}",
-        read(&dnsmasq_log)
-    );
+    // T1 = 10 s: a renewal within the test.
+    let d = ns.dnsmasq(tmp.path(), &["--dhcp-option=option:T1,10"]);
 
     // Foreground: lease, then renewal at T1 = 10 s.
     let ros_bin = bin_path("ros");
@@ -300,31 +304,7 @@ fn configured_links_bridge_static_addresses_routes_and_dhcp() {
         ],
     )
     .ok();
-    let dnsmasq = ros_tests::which("dnsmasq").expect("dnsmasq on PATH");
-    let server_ns = ns.server.clone();
-    ns.spawn(
-        &server_ns,
-        &dnsmasq,
-        &[
-            "--no-daemon",
-            "--log-facility=-",
-            "--interface=veth-s",
-            "--bind-interfaces",
-            "--dhcp-range=10.99.0.50,10.99.0.60,2m",
-            "--dhcp-option=option:router,10.99.0.1",
-            "--dhcp-option=option:dns-server,10.99.0.1",
-            "--port=0",
-            "--conf-file=/dev/null",
-            &format!("--dhcp-leasefile={}", tmp.path().join("leases").display()),
-        ],
-        &dnsmasq_log,
-    );
-    assert!(
-        poll_until(Duration::from_secs(10), || read(&dnsmasq_log)
-            .contains("DHCP, IP range")),
-        "dnsmasq did not start:\n{}",
-        read(&dnsmasq_log)
-    );
+    ns.dnsmasq(tmp.path(), &[]);
     let bond = kernel_has(&client_ns, "bond");
     if !bond {
         eprintln!("SKIP part of {TEST}: this kernel cannot make bonds or VLANs (no bonding/8021q); the VM test covers them");
