@@ -205,7 +205,7 @@ pub fn add_skeleton(tree: &mut Tree, version: &str, release: &str, load: &[Strin
 }
 
 /// The cpio entries of `tree`: sorted by path, every missing parent directory added (root,
-/// 0755), and `/dev/console`.
+/// 0755), `/dev/console`, and last the [`INITRD_COMPLETE`] marker.
 pub fn entries(tree: &Tree) -> Vec<cpio::Entry> {
     let mut all = Tree::default();
     for p in tree.entries.keys() {
@@ -239,8 +239,25 @@ pub fn entries(tree: &Tree) -> Vec<cpio::Entry> {
         let at = out.partition_point(|e| e.path.as_str() < "dev/console");
         out.insert(at, console);
     }
+    // Last, out of order: init finds it only when the kernel unpacked everything (with too
+    // little memory it stops partway, says so once on the console, and runs /init anyway).
+    for dir in ["usr", "usr/share", "usr/share/ros"] {
+        if !all.entries.contains_key(dir) {
+            out.push(cpio::Entry::new(dir, Kind::Dir, 0o755, 0, 0));
+        }
+    }
+    out.push(cpio::Entry::new(
+        INITRD_COMPLETE,
+        Kind::File(format!("{} entries before this one\n", out.len()).into_bytes()),
+        0o644,
+        0,
+        0,
+    ));
     out
 }
+
+/// The initrd's last entry; init's `INITRD_COMPLETE` (init/src/boot.rs) looks for it.
+pub const INITRD_COMPLETE: &str = "usr/share/ros/initrd-complete";
 
 /// Writes `entries` as a compressed cpio to `path` (through a temporary file). Returns
 /// the uncompressed size.
@@ -382,6 +399,10 @@ mod tests {
             &["virtio_blk".into(), "ext4".into()],
         );
         let entries = entries(&t);
+        // The marker comes last, after its parents.
+        assert_eq!(entries.last().unwrap().path, INITRD_COMPLETE);
+        let pos = |p: &str| entries.iter().position(|e| e.path == p).unwrap();
+        assert!(pos("usr/share/ros") < entries.len() - 1);
         for c in [Compression::Zstd, Compression::Gzip] {
             let path = tmp.path().join(format!("initrd.{}", c.name()));
             let size = write(&path, &entries, 1_704_067_200, c).unwrap();

@@ -19,6 +19,9 @@ use crate::state::{self, State, StateConfig};
 
 /// The modules init loads before it looks for disks (written by image-build).
 const BOOT_MODULES: &str = "/usr/share/ros/modules-boot";
+/// The initrd's last entry (image-build writes it after everything else): when it is
+/// missing the kernel did not unpack the whole initrd, which it reports only on the console.
+const INITRD_COMPLETE: &str = "/usr/share/ros/initrd-complete";
 /// Where the system images' read-only store is mounted; system-docker's `--image-store`.
 pub const IMAGES_MOUNT: &str = "/usr/share/ros/images";
 /// Where the file system holding the images file is mounted.
@@ -265,6 +268,16 @@ fn protect_from_oom() {
 /// Everything between the early mounts and supervision.
 pub fn boot() -> Booted {
     protect_from_oom();
+    let incomplete = !Path::new(INITRD_COMPLETE).exists();
+    if incomplete {
+        console(&format!(
+            "ros: the initrd was not fully unpacked (the kernel said \"Initramfs unpacking \
+             failed\" above): modules, config and programs are missing. This machine has {} \
+             MiB of memory; the kernel needs about three times the initrd's size to unpack it \
+             (give it more, e.g. -m 256). Recovery shell on the console",
+            mem_total_mib().map_or_else(|| "?".to_owned(), |m| m.to_string())
+        ));
+    }
     let loaded = config();
     load_modules(&loaded);
     let wait = seconds(&loaded, "state.wait", 3);
@@ -316,13 +329,23 @@ pub fn boot() -> Booted {
     seed_entropy();
     identity();
     hostname(&loaded);
-    let plan = if loaded.ros_flag("recovery") {
+    let plan = if incomplete {
+        recovery_plan()
+    } else if loaded.ros_flag("recovery") {
         console("ros: ros.recovery is set: no services; recovery shell on the console");
         recovery_plan()
     } else {
         production_plan(&loaded, images.as_deref())
     };
     Booted { plan, state }
+}
+
+/// `MemTotal` of /proc/meminfo, in MiB.
+fn mem_total_mib() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 /// A root shell on the console.
