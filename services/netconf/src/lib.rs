@@ -3,8 +3,8 @@
 //! ([`netlink`]), ports enslaved, MTUs, static IPv4/IPv6 addresses and routes, DNS servers
 //! in `<root>/etc/resolv.conf`, and a DHCPv4 client per DHCP link (RFC 2131:
 //! DISCOVER/OFFER/REQUEST/ACK, renewal at T1, rebinding at T2, restart at expiry). With no
-//! `interfaces` configured it runs DHCP on one interface: the one named, else the first
-//! physical NIC.
+//! `interfaces` configured, or with a config that gives none of the host's links an address
+//! or DHCP, it runs DHCP on one interface: the one named, else the first physical NIC.
 //!
 //! It does not own: DHCPv6 and router advertisements (the kernel's SLAAC still works); ARP
 //! probing of an offered address (DHCPDECLINE); renaming links; loading the config (the
@@ -150,7 +150,28 @@ pub fn run(opts: &Options) -> Result<(), Error> {
         .interfaces
         .as_ref()
         .is_some_and(|i| !i.is_empty());
-    if opts.iface.is_some() || !configured {
+    let plan = match (&opts.iface, configured) {
+        (None, true) => {
+            let links = iface::list(&opts.sys_class_net)?;
+            let plan = plan::plan(&opts.network, &links);
+            for w in &plan.warnings {
+                log::warn!("netconf: {w}");
+            }
+            if plan.reaches_nothing() {
+                // A config for another machine (names or MACs this host does not have)
+                // must not leave the host unreachable.
+                log::warn!(
+                    "netconf: the network config gives no link of this host an address or \
+                     DHCP: DHCP on the first interface instead"
+                );
+                None
+            } else {
+                Some(plan)
+            }
+        }
+        _ => None,
+    };
+    let Some(plan) = plan else {
         let name = match &opts.iface {
             Some(n) => n.clone(),
             None => wait_for_interface(opts)?,
@@ -170,13 +191,8 @@ pub fn run(opts: &Options) -> Result<(), Error> {
             client = client.keep_resolv();
         }
         return client.run();
-    }
+    };
 
-    let links = iface::list(&opts.sys_class_net)?;
-    let plan = plan::plan(&opts.network, &links);
-    for w in &plan.warnings {
-        log::warn!("netconf: {w}");
-    }
     let mut failed = apply_plan(opts, &plan);
     let dhcp: Vec<&LinkPlan> = plan
         .links

@@ -61,6 +61,11 @@ impl Plan {
     pub fn get(&self, name: &str) -> Option<&LinkPlan> {
         self.links.iter().find(|l| l.name == name)
     }
+
+    /// No link gets an address or DHCP: the host would be unreachable.
+    pub fn reaches_nothing(&self) -> bool {
+        !self.links.iter().any(|l| l.dhcp || !l.addresses.is_empty())
+    }
 }
 
 fn engine_link(name: &str) -> bool {

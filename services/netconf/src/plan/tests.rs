@@ -161,6 +161,27 @@ ros:
 fn no_interfaces_is_an_empty_plan() {
     let p = plan(&Network::default(), &host());
     assert!(p.links.is_empty());
+    assert!(p.reaches_nothing());
+}
+
+#[test]
+fn a_config_for_other_links_reaches_nothing() {
+    let n = network(
+        r#"
+ros:
+  network:
+    interfaces:
+      ens3: {dhcp: true}
+      mac=52:54:00:99:99:99: {addresses: [10.0.0.9/24]}
+      eth0: {mtu: 1400}
+"#,
+    );
+    let p = plan(&n, &host());
+    // eth0 is configured, but with neither an address nor DHCP.
+    assert!(p.get("eth0").is_some());
+    assert!(p.reaches_nothing());
+    let n = network("ros:\n  network:\n    interfaces:\n      eth0: {dhcp: true}\n");
+    assert!(!plan(&n, &host()).reaches_nothing());
 }
 
 #[test]
