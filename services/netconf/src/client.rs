@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::packet::{prefix_to_mask, ClientIdentity, Lease, MessageType, Packet};
-use crate::{resolv, sys, Error, Options};
+use crate::{netlink, resolv, sys, Error, Options};
 
 const SERVER_PORT: u16 = 67;
 const CLIENT_PORT: u16 = 68;
@@ -361,7 +361,7 @@ impl Client {
         sys::set_address(&self.iface, lease.address, prefix_to_mask(lease.prefix))
             .map_err(|e| self.apply_err(e))?;
         if let Some(mtu) = lease.mtu.filter(|_| self.lease_mtu) {
-            if let Err(e) = sys::set_mtu(&self.iface, mtu) {
+            if let Err(e) = netlink::set_mtu(&self.iface, u32::from(mtu)) {
                 log::warn!("dhcp: {} MTU {mtu} not applied: {e}", self.iface);
             }
         }

@@ -9,21 +9,13 @@ use crate::Error;
 /// device (a `device` link: real NICs, virtio) are preferred over virtual ones (veth,
 /// bridges, docker0), which are used only when there is nothing else.
 pub fn pick(sys_class_net: &Path) -> Result<String, Error> {
-    let entries = fs::read_dir(sys_class_net).map_err(|source| Error::ListInterfaces {
-        path: sys_class_net.to_path_buf(),
-        source,
-    })?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n != "lo")
-        .collect();
-    names.sort();
+    let links = list(sys_class_net)?;
+    let mut names = links.iter().map(|l| &l.name).filter(|n| *n != "lo");
     let physical = names
-        .iter()
+        .clone()
         .find(|n| sys_class_net.join(n).join("device").exists());
     physical
-        .or(names.first())
+        .or(names.next())
         .cloned()
         .ok_or_else(|| Error::NoInterface(sys_class_net.to_path_buf()))
 }

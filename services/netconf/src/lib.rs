@@ -123,7 +123,7 @@ fn wait_for_interface(opts: &Options) -> Result<String, Error> {
 /// Runs netconf: loopback, the configured links (or one DHCP interface), then DHCP in the
 /// foreground (or once).
 pub fn run(opts: &Options) -> Result<(), Error> {
-    if let Err(source) = sys::link_up("lo") {
+    if let Err(source) = netlink::set_up("lo", true) {
         return Err(Error::LinkUp {
             iface: "lo".into(),
             source,
@@ -176,7 +176,7 @@ pub fn run(opts: &Options) -> Result<(), Error> {
             Some(n) => n.clone(),
             None => wait_for_interface(opts)?,
         };
-        sys::link_up(&name).map_err(|source| Error::LinkUp {
+        netlink::set_up(&name, true).map_err(|source| Error::LinkUp {
             iface: name.clone(),
             source,
         })?;

@@ -159,26 +159,24 @@ pub fn plan(network: &Network, links: &[Link]) -> Plan {
             .map(|(_, e)| e)
     };
 
-    for name in &bonds {
+    // A link netconf creates, configured by the entry of its own name.
+    let made = |name: &str, kind: LinkKind, warnings: &mut Vec<String>| {
         let mut p = LinkPlan {
-            name: name.clone(),
-            create: Some(LinkKind::Bond),
+            name: name.to_owned(),
+            create: Some(kind),
             ..Default::default()
         };
         if let Some(e) = literal_entry(name) {
-            configure(&mut p, e, &mut out.warnings);
+            configure(&mut p, e, warnings);
         }
+        p
+    };
+    for name in &bonds {
+        let p = made(name, LinkKind::Bond, &mut out.warnings);
         out.links.push(p);
     }
     for name in &bridges {
-        let mut p = LinkPlan {
-            name: name.clone(),
-            create: Some(LinkKind::Bridge),
-            ..Default::default()
-        };
-        if let Some(e) = literal_entry(name) {
-            configure(&mut p, e, &mut out.warnings);
-        }
+        let p = made(name, LinkKind::Bridge, &mut out.warnings);
         out.links.push(p);
     }
 
@@ -218,14 +216,11 @@ pub fn plan(network: &Network, links: &[Link]) -> Plan {
                 .push(format!("{name}: VLAN {} named twice; made once", v.id));
             continue;
         }
-        let mut p = LinkPlan {
-            name: name.clone(),
-            create: Some(LinkKind::Vlan { parent, id: v.id }),
-            ..Default::default()
-        };
-        if let Some(e) = literal_entry(&name) {
-            configure(&mut p, e, &mut out.warnings);
-        }
+        let p = made(
+            &name,
+            LinkKind::Vlan { parent, id: v.id },
+            &mut out.warnings,
+        );
         out.links.push(p);
     }
 

@@ -1,5 +1,7 @@
-//! The kernel calls netconf makes: the classic `SIOC*` interface ioctls (link up, address,
-//! netmask, MTU, default route). Every `unsafe` of the crate is here.
+//! The DHCP client's kernel calls: the classic `SIOC*` interface ioctls (the primary
+//! address, netmask and broadcast, the default route), which replace a lease's address in
+//! one call. Link state and MTU go through [`crate::netlink`]. Every `unsafe` of the crate
+//! is here.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -63,19 +65,6 @@ fn ioctl(request: libc::Ioctl, req: &mut libc::ifreq, what: &str) -> io::Result<
     Ok(())
 }
 
-/// Sets IFF_UP on `name` (keeping its other flags).
-pub fn link_up(name: &str) -> io::Result<()> {
-    let mut req = ifreq(name)?;
-    ioctl(libc::SIOCGIFFLAGS, &mut req, "SIOCGIFFLAGS")?;
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    if flags & libc::IFF_UP as libc::c_short != 0 {
-        return Ok(());
-    }
-    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
-    ioctl(libc::SIOCSIFFLAGS, &mut req, "SIOCSIFFLAGS")
-}
-
 /// Sets the primary IPv4 address, netmask and broadcast of `name`. Idempotent: the kernel
 /// keeps an unchanged address (and its routes) as it is.
 pub fn set_address(name: &str, addr: Ipv4Addr, mask: Ipv4Addr) -> io::Result<()> {
@@ -100,12 +89,6 @@ pub fn clear_address(name: &str) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
         r => r,
     }
-}
-
-pub fn set_mtu(name: &str, mtu: u16) -> io::Result<()> {
-    let mut req = ifreq(name)?;
-    req.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
-    ioctl(libc::SIOCSIFMTU, &mut req, "SIOCSIFMTU")
 }
 
 /// `struct rtentry` of <linux/route.h> (the gnu target of the libc crate lacks it).
