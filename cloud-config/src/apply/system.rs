@@ -6,8 +6,9 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-use super::{create_dirs, io_err, read_or_empty, under_root, ApplyError, ApplyReport};
-use crate::edit::write_atomic;
+use super::{
+    create_dirs, io_err, read_or_empty, replace_file, under_root, ApplyError, ApplyReport,
+};
 use crate::types::SingleLine;
 
 const MODULES: &str = "etc/modules-load.d/cloud-config.conf";
@@ -75,10 +76,7 @@ pub(super) fn modules(root: &Path, list: &[SingleLine], report: &mut ApplyReport
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ApplyError> {
-    if let Some(dir) = path.parent() {
-        create_dirs(dir)?;
-    }
-    write_atomic(path, text.as_bytes(), 0o644).map_err(io_err("write", path))
+    replace_file(path, text.as_bytes(), 0o644)
 }
 
 /// `KEY=value` lines in `etc/environment`: a key already there is replaced where it is,
