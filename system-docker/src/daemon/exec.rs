@@ -131,6 +131,7 @@ pub async fn start(
             hc.cgroup_parent.clone()
         },
         container_id: rec.id.clone(),
+        oom_score_adj: lifecycle::oom_score_adj(hc),
     };
     let dir = d.cfg.exec_root.join("execs");
     std::fs::create_dir_all(&dir).map_err(DaemonError::io(&dir))?;

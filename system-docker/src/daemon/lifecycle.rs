@@ -303,6 +303,12 @@ fn validate_host_config(hc: &HostConfig) -> Result<(), DaemonError> {
             )));
         }
     }
+    if !(-1000..=1000).contains(&hc.oom_score_adj) {
+        return Err(DaemonError::InvalidParameter(format!(
+            "Invalid value {}, range for oom score adj is [-1000, 1000]",
+            hc.oom_score_adj
+        )));
+    }
     if let Some(d) = &hc.devices {
         if let Some(bad) = d.iter().find(|d| !d.path_on_host.starts_with('/')) {
             return Err(DaemonError::InvalidParameter(format!(
@@ -701,8 +707,15 @@ fn build_spec(
         },
         exit_file: c.dir.join("exit.json"),
         stdin_fifo: rec.config.open_stdin.then(|| c.dir.join("stdin.fifo")),
+        oom_score_adj: oom_score_adj(hc),
     };
     Ok((spec, points))
+}
+
+/// The OOM score adjustment a container's processes get; create refused anything outside
+/// the kernel's range.
+pub(crate) fn oom_score_adj(hc: &HostConfig) -> i32 {
+    hc.oom_score_adj.clamp(-1000, 1000) as i32
 }
 
 /// `POST /containers/{id}/start`.

@@ -243,6 +243,7 @@ fn child(
         &spec.args,
         &spec.capabilities,
         spec.no_new_privileges,
+        spec.oom_score_adj,
     )
 }
 
@@ -254,8 +255,15 @@ fn become_user_and_exec(
     args: &[String],
     capabilities: &[String],
     no_new_privs: bool,
+    oom_score_adj: i32,
 ) -> Result<Never, (String, i32)> {
     let e128 = |e: String| (e, 128);
+    // Before the capabilities go: lowering the score needs CAP_SYS_RESOURCE. Where even
+    // that is not granted (a confined build machine), the process still starts, and its
+    // log says why its score is not the one asked for.
+    if let Err(e) = fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string()) {
+        eprintln!("system-docker: oom_score_adj {oom_score_adj} not applied: {e}");
+    }
     let u = super::user::resolve(Path::new("/"), user).map_err(|e| e128(e.to_string()))?;
     let cwd = if cwd.is_empty() { "/" } else { cwd };
     // Docker creates a missing working directory.
@@ -540,6 +548,7 @@ fn exec(spec_path: &Path) -> i32 {
                 &spec.args,
                 &spec.capabilities,
                 spec.no_new_privileges,
+                spec.oom_score_adj,
             ) {
                 Ok(never) => match never {},
                 Err(e) => e,

@@ -113,6 +113,10 @@ pub struct ContainerSpec {
     pub exit_file: PathBuf,
     /// Keep stdin open (a fifo the daemon writes) — `docker run -i`.
     pub stdin_fifo: Option<PathBuf>,
+    /// The process's `/proc/self/oom_score_adj` (`--oom-score-adj`; Docker's default 0, so a
+    /// container does not inherit the daemon's protection from the OOM killer).
+    #[serde(default)]
+    pub oom_score_adj: i32,
 }
 
 /// One `docker exec` process inside a running container.
@@ -128,6 +132,9 @@ pub struct ExecSpec {
     pub no_new_privileges: bool,
     pub cgroup_parent: String,
     pub container_id: String,
+    /// The container's OOM score adjustment, which its exec'd processes share.
+    #[serde(default)]
+    pub oom_score_adj: i32,
 }
 
 /// What the shim writes when the container's process has exited.
