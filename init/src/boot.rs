@@ -39,6 +39,16 @@ pub struct Booted {
     pub state: State,
 }
 
+impl Booted {
+    /// A boot that could not finish: a root shell on the console, nothing else.
+    pub fn recovery() -> Booted {
+        Booted {
+            plan: recovery_plan(),
+            state: State::Ram("the boot did not finish".into()),
+        }
+    }
+}
+
 /// The running config as far as it can be read now (the user's files live on the state
 /// partition, so this is read again once it is mounted).
 fn config() -> Loaded {
@@ -244,13 +254,10 @@ fn hostname(loaded: &Loaded) {
 /// Appends a line to the boot log (best effort; rotated at 1 MiB, one old copy kept).
 pub fn boot_log(line: &str) {
     mkdir(BOOT_LOG_DIR);
-    let path = Path::new(BOOT_LOG_DIR).join("init.log");
-    if fs::metadata(&path).is_ok_and(|m| m.len() > 1 << 20) {
-        let _ = fs::rename(&path, path.with_extension("log.1"));
-    }
-    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
-        let _ = writeln!(f, "{line}");
-    }
+    crate::logger::append(
+        &Path::new(BOOT_LOG_DIR).join("init.log"),
+        &format!("{line}\n"),
+    );
 }
 
 /// Says something on the console itself (not only through the log).
@@ -331,6 +338,11 @@ pub fn boot() -> Booted {
     hostname(&loaded);
     let plan = if incomplete {
         recovery_plan()
+    } else if let Some(why) = base_config_problem(&loaded, &ConfigPaths::new("/").defaults()) {
+        console(&format!(
+            "ros: {why}: no services are defined without it; recovery shell on the console"
+        ));
+        recovery_plan()
     } else if loaded.ros_flag("recovery") {
         console("ros: ros.recovery is set: no services; recovery shell on the console");
         recovery_plan()
@@ -338,6 +350,24 @@ pub fn boot() -> Booted {
         production_plan(&loaded, images.as_deref())
     };
     Booted { plan, state }
+}
+
+/// Why the image's own config layer (which defines the system services) was not applied,
+/// if it was not: the one config whose loss leaves nothing to start.
+fn base_config_problem(loaded: &Loaded, defaults: &Path) -> Option<String> {
+    if loaded.applied.iter().any(|a| Path::new(a) == defaults) {
+        return None;
+    }
+    Some(
+        match loaded
+            .errors
+            .iter()
+            .find(|e| Path::new(&e.source) == defaults)
+        {
+            Some(e) => format!("the image's config cannot be used: {e}"),
+            None => format!("the image's config {} is missing", defaults.display()),
+        },
+    )
 }
 
 /// `MemTotal` of /proc/meminfo, in MiB.
@@ -403,6 +433,14 @@ fn production_plan(loaded: &Loaded, images: Option<&Path>) -> Plan {
                 "--timeout",
                 &stop.as_secs().to_string(),
             ]),
+            // A restart within this boot starts the containers of this boot again (their
+            // restart policies), which died with it or while it was down.
+            restart_argv: daemon
+                .iter()
+                .filter(|a| *a != "--no-autostart")
+                .cloned()
+                .collect(),
+            oom_score_adj: -1000,
             ..ServiceSpec::new("system-docker", daemon)
         },
         ServiceSpec {
@@ -429,5 +467,37 @@ fn production_plan(loaded: &Loaded, images: Option<&Path>) -> Plan {
     Plan {
         services,
         ..Plan::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded_from(dir: &Path) -> Loaded {
+        load(&ConfigPaths::new(dir))
+    }
+
+    #[test]
+    fn the_image_config_missing_or_broken_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::new(dir.path());
+        let defaults = paths.defaults();
+        let why = base_config_problem(&loaded_from(dir.path()), &defaults).unwrap();
+        assert!(why.contains("is missing"), "{why}");
+
+        fs::create_dir_all(defaults.parent().unwrap()).unwrap();
+        fs::write(&defaults, "ros:\n  services: [\n").unwrap();
+        let why = base_config_problem(&loaded_from(dir.path()), &defaults).unwrap();
+        assert!(
+            why.contains("cannot be used") && why.contains("os-config.yml:"),
+            "{why}"
+        );
+
+        fs::write(&defaults, "ros:\n  boot_timeout: 100\n").unwrap();
+        assert_eq!(
+            base_config_problem(&loaded_from(dir.path()), &defaults),
+            None
+        );
     }
 }

@@ -114,12 +114,30 @@ fn boot_main() -> i32 {
     std::env::set_var(early::KERNEL_SECONDS_ENV, format!("{kernel:.3}"));
     early::mount_kernel_filesystems();
     logger::init();
+    // A panic is caught (PID 1 must not exit); the hook says what it was, in the boot log too.
+    std::panic::set_hook(Box::new(|info| log::error!("PID 1 bug: {info}")));
     log::info!(
         "ros {} booting (kernel took {kernel:.2}s)",
         env!("CARGO_PKG_VERSION")
     );
-    let booted = boot::boot();
+    // Ctrl-Alt-Del becomes SIGINT to PID 1 (an orderly reboot) instead of the kernel's
+    // immediate restart, which would skip the sync and the state partition's unmount.
+    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+        log::warn!("ctrl-alt-del stays the kernel's: {e}");
+    }
+    // Blocked from here, a poweroff or reboot sent while the boot waits for disks or checks
+    // a file system stays pending and is acted on once the boot is done.
     let mut events = Events::new();
+    let booted = match std::panic::catch_unwind(boot::boot) {
+        Ok(booted) => booted,
+        Err(_) => {
+            boot::console(
+                "ros: the boot failed (the panic is above and in /var/log/boot/init.log); \
+                 recovery shell on the console",
+            );
+            boot::Booted::recovery()
+        }
+    };
     events.button = power_button::PowerButton::open(
         std::path::Path::new("/sys/class/input"),
         std::path::Path::new("/dev/input"),
@@ -275,6 +293,15 @@ impl Spawner for ProcessSpawner {
         }
         let child = cmd.spawn()?;
         let pid = i32::try_from(child.id()).map_err(|_| std::io::Error::other("pid range"))?;
+        // Set from here, not in the child: a write between fork and exec would allocate. The
+        // child runs with PID 1's score only until this lands.
+        let path = format!("/proc/{pid}/oom_score_adj");
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() != spec.oom_score_adj.to_string())
+        {
+            if let Err(e) = std::fs::write(&path, spec.oom_score_adj.to_string()) {
+                log::warn!("{}: oom_score_adj {}: {e}", spec.name, spec.oom_score_adj);
+            }
+        }
         // Dropping the handle neither waits nor kills; the reaper collects the exit status.
         drop(child);
         Ok(Pid::from_raw(pid))
@@ -295,19 +322,37 @@ struct Init {
 
 impl Init {
     fn run(&mut self) -> i32 {
+        // A shutdown asked for before supervision (during the boot) is carried out first.
+        for sig in self.events.wait(Some(Instant::now())) {
+            if let Some(how) = Shutdown::from_signal(sig) {
+                log::info!("{sig} arrived during the boot");
+                return self.shutdown(how, sig);
+            }
+        }
         self.sup.start_all(&mut ProcessSpawner, Instant::now());
         log::info!("supervising {} service(s)", self.sup.slots.len());
         loop {
-            let sigs = self.events.wait(self.sup.next_due());
-            self.reap();
-            self.sup.tick(&mut ProcessSpawner, Instant::now());
-            self.check_essential();
-            for sig in sigs {
-                match Shutdown::from_signal(sig) {
-                    Some(how) => return self.shutdown(how, sig),
-                    None if sig == Signal::SIGCHLD => {}
-                    None => log::info!("{sig}: ignored"),
-                }
+            // PID 1 must not die of a bug: a panic in one round is logged and the next
+            // round goes on reaping and supervising.
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let sigs = self.events.wait(self.sup.next_due());
+                self.reap();
+                self.sup.tick(&mut ProcessSpawner, Instant::now());
+                self.check_essential();
+                sigs.into_iter()
+                    .find_map(|sig| match Shutdown::from_signal(sig) {
+                        Some(how) => Some((how, sig)),
+                        None if sig == Signal::SIGCHLD => None,
+                        None => {
+                            log::info!("{sig}: ignored");
+                            None
+                        }
+                    })
+            }));
+            match round {
+                Ok(Some((how, sig))) => return self.shutdown(how, sig),
+                Ok(None) => {}
+                Err(_) => log::error!("supervision round panicked (above); going on"),
             }
         }
     }

@@ -7,37 +7,54 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The boot log file, once the state partition (or RAM's /var/log) is there; closed before
-/// the state partition is unmounted at shutdown.
-static FILE: Mutex<Option<File>> = Mutex::new(None);
+/// The boot log file, once the state partition (or RAM's /var/log) is there; forgotten
+/// before the state partition is unmounted at shutdown.
+static FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// A boot log file is rotated (to `.1`, one old copy kept) when it grows past this.
+const ROTATE_AT: u64 = 1 << 20;
 
 /// Stops writing the boot log file (it lives on the state partition, which must unmount).
 pub fn close_file() {
     if let Ok(mut f) = FILE.lock() {
-        if let Some(f) = f.take() {
-            let _ = f.sync_all();
-        }
+        *f = None;
     }
 }
 
-/// Also writes every line to `path` (appending; a file over 1 MiB is rotated to `.1`).
+/// The lines logged before the boot log file was there (bounded), written into it first.
+static EARLY: Mutex<String> = Mutex::new(String::new());
+const EARLY_MAX: usize = 64 << 10;
+
+/// Also writes every line to `path`, starting with those logged so far.
 pub fn log_to_file(path: &Path) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > 1 << 20) {
-        let _ = std::fs::rename(path, path.with_extension("log.1"));
-    }
-    match OpenOptions::new().create(true).append(true).open(path) {
-        Ok(f) => {
-            if let Ok(mut slot) = FILE.lock() {
-                *slot = Some(f);
-            }
+    if let Ok(mut early) = EARLY.lock() {
+        if !early.is_empty() {
+            append(path, &early);
+            *early = String::new();
         }
-        Err(e) => log::warn!("boot log {}: {e}", path.display()),
+    }
+    if let Ok(mut slot) = FILE.lock() {
+        *slot = Some(path.to_owned());
+    }
+}
+
+/// Appends `line` to `path`, first rotating a file grown past [`ROTATE_AT`]. The file is
+/// opened for each line: PID 1 and the bring-up both write it, and an open handle would
+/// keep writing into the copy the other one rotated away (and hold the state partition).
+pub fn append(path: &Path, line: &str) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > ROTATE_AT) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        let _ = std::fs::rename(path, old);
+    }
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
@@ -57,9 +74,16 @@ impl log::Log for Logger {
         let line = format!("ros-init: {}: {}\n", record.level(), record.args());
         // Errors writing the console are not actionable: PID 1 carries on.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        if let Ok(mut f) = FILE.lock() {
-            if let Some(f) = f.as_mut() {
-                let _ = f.write_all(line.as_bytes());
+        if let Ok(path) = FILE.lock() {
+            match path.as_deref() {
+                Some(path) => append(path, &line),
+                None => {
+                    if let Ok(mut early) = EARLY.lock() {
+                        if early.len() + line.len() <= EARLY_MAX {
+                            early.push_str(&line);
+                        }
+                    }
+                }
             }
         }
         if let Some(kmsg) = &self.kmsg {
@@ -96,4 +120,25 @@ pub fn init() {
     // Fails only when a logger is already set (a second call): keep that one.
     let _ = log::set_boxed_logger(Box::new(Logger { kmsg }));
     log::set_max_level(log::LevelFilter::Info);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_rotates_past_the_limit_keeping_one_old_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("init.log");
+        let big = "x".repeat(ROTATE_AT as usize);
+        append(&path, &big);
+        append(&path, "more\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), ROTATE_AT + 5);
+        append(&path, "new\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        let old = dir.path().join("init.log.1");
+        assert_eq!(std::fs::metadata(&old).unwrap().len(), ROTATE_AT + 5);
+        append(&path, "again\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\nagain\n");
+    }
 }

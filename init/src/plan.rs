@@ -78,6 +78,12 @@ pub struct ServiceSpec {
     /// at shutdown: how system-docker's containers are stopped in order before it is.
     #[serde(default)]
     pub stop_argv: Vec<String>,
+    /// The argv of every start after the first (empty: `argv` again).
+    #[serde(default)]
+    pub restart_argv: Vec<String>,
+    /// The process's OOM score adjustment; PID 1's own -1000 is not passed on.
+    #[serde(default)]
+    pub oom_score_adj: i32,
 }
 
 impl ServiceSpec {
@@ -93,6 +99,8 @@ impl ServiceSpec {
             backoff_max_ms: default_backoff_max_ms(),
             tty: None,
             stop_argv: Vec::new(),
+            restart_argv: Vec::new(),
+            oom_score_adj: 0,
         }
     }
 }

@@ -167,7 +167,7 @@ fn format(disk_path: &Path) -> io::Result<PathBuf> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = Command::new("mkfs.ext4")
+    let out = tool("mkfs.ext4")
         .args(["-q", "-F", "-L", STATE_LABEL])
         .arg(&part)
         .output()?;
@@ -318,7 +318,7 @@ fn grow_filesystem(part: &Path, fstype: &str) {
         );
         return;
     }
-    match Command::new("resize2fs").arg(part).output() {
+    match tool("resize2fs").arg(part).output() {
         Ok(out) if out.status.success() => {
             log::info!("state file system grown to fill its partition");
         }
@@ -335,7 +335,7 @@ fn grow_filesystem(part: &Path, fstype: &str) {
 fn mount_state(dev: &Path, fstype: &str) -> io::Result<()> {
     if fstype.starts_with("ext") {
         // Preen: fixes what is safe to fix unattended, after a power cut say.
-        match Command::new("e2fsck").arg("-p").arg(dev).status() {
+        match tool("e2fsck").arg("-p").arg(dev).status() {
             Ok(s) if s.code().is_some_and(|c| c <= 1) => {}
             Ok(s) => log::warn!("e2fsck -p {}: {s}; mounting anyway", dev.display()),
             Err(e) => log::warn!("e2fsck not run: {e}"),
@@ -414,6 +414,13 @@ pub fn teardown() {
             busy.join(", ")
         );
     }
+}
+
+/// A file system tool run from PID 1, without PID 1's blocked signals.
+fn tool(name: &str) -> Command {
+    let mut cmd = Command::new(name);
+    crate::sys::unblock_signals_in_child(&mut cmd);
+    cmd
 }
 
 #[cfg(test)]

@@ -71,8 +71,18 @@ impl Supervisor {
     }
 
     fn start(slot: &mut Slot, spawner: &mut dyn Spawner, now: Instant) {
+        let restart = slot.starts > 0 && !slot.spec.restart_argv.is_empty();
         slot.starts = slot.starts.saturating_add(1);
-        match spawner.spawn(&slot.spec) {
+        let spawned = if restart {
+            let spec = ServiceSpec {
+                argv: slot.spec.restart_argv.clone(),
+                ..slot.spec.clone()
+            };
+            spawner.spawn(&spec)
+        } else {
+            spawner.spawn(&slot.spec)
+        };
+        match spawned {
             Ok(pid) => {
                 log::info!("{}: started, pid {pid}", slot.spec.name);
                 slot.state = State::Running { pid, since: now };
@@ -193,11 +203,13 @@ mod tests {
         next: i32,
         fail: bool,
         spawned: Vec<String>,
+        argvs: Vec<String>,
     }
 
     impl Spawner for Fake {
         fn spawn(&mut self, spec: &ServiceSpec) -> std::io::Result<Pid> {
             self.spawned.push(spec.name.clone());
+            self.argvs.push(spec.argv.join(" "));
             if self.fail {
                 return Err(std::io::Error::from_raw_os_error(2));
             }
@@ -211,6 +223,7 @@ mod tests {
             next: 100,
             fail: false,
             spawned: Vec::new(),
+            argvs: Vec::new(),
         }
     }
 
@@ -266,6 +279,22 @@ mod tests {
         assert_eq!(sp.spawned.len(), 3, "not before the backoff");
         s.tick(&mut sp, t0 + 100 * MS);
         assert_eq!(sp.spawned, ["a", "f", "n", "a"]);
+    }
+
+    #[test]
+    fn restarts_use_the_restart_argv() {
+        let t0 = Instant::now();
+        let mut sp = fake();
+        let mut s = Supervisor::new(vec![ServiceSpec {
+            restart_argv: vec!["x".into(), "--again".into()],
+            ..spec("d", Restart::Always)
+        }]);
+        s.start_all(&mut sp, t0);
+        assert!(s.exited(s.pid_of(0).unwrap(), true, t0));
+        s.tick(&mut sp, t0 + 100 * MS);
+        assert!(s.exited(s.pid_of(0).unwrap(), true, t0 + 100 * MS));
+        s.tick(&mut sp, t0 + 400 * MS);
+        assert_eq!(sp.argvs, ["x", "x --again", "x --again"]);
     }
 
     #[test]

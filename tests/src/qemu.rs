@@ -528,8 +528,30 @@ impl Vm {
         Some((code, text[start..stop].to_string()))
     }
 
-    /// Runs one QMP command (`system_powerdown`) on the socket of `cfg.qmp`.
+    /// Runs one QMP command without arguments (`system_powerdown`) on the socket of
+    /// `cfg.qmp`.
     pub fn qmp(socket: &Path, command: &str) -> std::io::Result<String> {
+        Self::qmp_json(socket, &format!("{{\"execute\":\"{command}\"}}"))
+    }
+
+    /// Presses keys together on the VM's keyboard (QEMU key codes: `ctrl`, `alt`,
+    /// `delete`).
+    pub fn send_keys(socket: &Path, keys: &[&str]) -> std::io::Result<String> {
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{{\"type\":\"qcode\",\"data\":\"{k}\"}}"))
+            .collect();
+        Self::qmp_json(
+            socket,
+            &format!(
+                "{{\"execute\":\"send-key\",\"arguments\":{{\"keys\":[{}]}}}}",
+                keys.join(",")
+            ),
+        )
+    }
+
+    /// Runs one QMP request (a JSON object) on the socket of `cfg.qmp`; its reply line.
+    pub fn qmp_json(socket: &Path, request: &str) -> std::io::Result<String> {
         use std::io::BufRead;
         let stream = std::os::unix::net::UnixStream::connect(socket)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -540,7 +562,7 @@ impl Vm {
         w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
         line.clear();
         reader.read_line(&mut line)?;
-        w.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
+        w.write_all(format!("{request}\n").as_bytes())?;
         line.clear();
         reader.read_line(&mut line)?;
         Ok(line)

@@ -4,15 +4,19 @@
 //!
 //! One boot sequence, many assertions per boot:
 //! 1. a blank disk listed in `ros.state.autoformat` becomes `ROS_STATE`; PID 1 left the
-//!    initramfs for a tmpfs root, mounted the kernel file systems, loaded modules, started
-//!    system-docker and the services, printed the ready line; a file is written; `poweroff`
-//!    ends QEMU cleanly;
-//! 2. the same disks again: no formatting, the file is there, same machine-id; `reboot`
-//!    ends QEMU (`-no-reboot`);
-//! 3. no state disk: ros says it runs from RAM and still gets ready; the ACPI power button
-//!    (QMP `system_powerdown`) powers it off;
+//!    initramfs for a tmpfs root, mounted the kernel file systems (cgroup2 with its
+//!    controllers, /var/run → /run), loaded modules, bound the persistent paths, started
+//!    system-docker and the services, printed the ready line once (into the boot log too);
+//!    the OOM scores are PID 1's, the catalog's and Docker's default; a file is written;
+//!    `poweroff` ends QEMU cleanly;
+//! 2. the same disks again: no formatting, the file and the entropy seed are there, same
+//!    machine-id; Ctrl-Alt-Del (QMP `send-key`) reboots in order, ending QEMU
+//!    (`-no-reboot`);
+//! 3. no state disk and a command-line service that fails: ros says it runs from RAM and
+//!    the boot ends `ros: degraded:` naming the service at `ros.boot_timeout`; the ACPI
+//!    power button (QMP `system_powerdown`) powers it off;
 //! 4. a 64 MiB state partition made for an 80 MiB disk image, on a 1 GiB disk, grows with
-//!    its file system to fill it, keeping its data.
+//!    its file system to fill it, keeping its data; `reboot` ends QEMU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -150,6 +154,17 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             ("state", "/dev/vda1 /run/ros/state ext4"),
             ("state bound on /var/lib/ros", "/dev/vda1 /var/lib/ros ext4"),
             ("state bound on /home", "/dev/vda1 /home ext4"),
+            ("state bound on /opt", "/dev/vda1 /opt ext4"),
+            (
+                "state bound on /var/lib/docker",
+                "/dev/vda1 /var/lib/docker ext4",
+            ),
+            ("state bound on /var/log", "/dev/vda1 /var/log ext4"),
+            (
+                "state bound on /var/lib/system-docker",
+                "/dev/vda1 /var/lib/system-docker ext4",
+            ),
+            ("/dev/shm", "/dev/shm tmpfs"),
             ("images", "/usr/share/ros/images squashfs"),
         ] {
             c.check(
@@ -165,6 +180,63 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "state partition",
         );
         c.check(!label.is_empty(), "the state partition exists", &label);
+        c.check(
+            vm.output().matches("ros: ready in").count() == 1,
+            "the ready line is printed once",
+            vm.tail(40),
+        );
+        let var_run = sh(&mut c, &mut vm, "readlink /var/run", "/var/run");
+        c.check(var_run == "/run", "/var/run is a link to /run", &var_run);
+        let ctl = sh(
+            &mut c,
+            &mut vm,
+            "cat /sys/fs/cgroup/cgroup.subtree_control",
+            "cgroup controllers",
+        );
+        c.check(
+            ["cpu", "memory", "pids", "io"]
+                .iter()
+                .all(|k| ctl.split_whitespace().any(|w| w == *k)),
+            "cgroup2 controllers cpu, memory, pids and io are enabled for containers",
+            &ctl,
+        );
+        let log = sh(
+            &mut c,
+            &mut vm,
+            "grep -c 'booting (kernel took\\|ros: ready in' /var/log/boot/init.log",
+            "boot log",
+        );
+        c.check(
+            log == "2",
+            "/var/log/boot/init.log has the boot's first line and the ready line",
+            &log,
+        );
+        // PID 1 and system-docker -1000; the catalog's -900 for sshd and netconf, -500 for
+        // the user engine; PID 1's other children and plain containers Docker's default 0.
+        let scores = sh(
+            &mut c,
+            &mut vm,
+            "for p in sshd dockerd chronyd; do \
+               echo $p $(cat /proc/$(pidof $p | cut -d' ' -f1)/oom_score_adj); done; \
+             echo netconf $(cat /proc/$(system-docker inspect -f '{{.State.Pid}}' network)/oom_score_adj); \
+             echo shell $(cat /proc/$$/oom_score_adj)",
+            "OOM scores",
+        );
+        // (sshd lowers its own listener's score to -1000 where it may: Debian's OpenSSH.)
+        c.check(
+            scores
+                .lines()
+                .any(|l| l.trim() == "sshd -1000" || l.trim() == "sshd -900"),
+            "OOM score adjustment: sshd -900 or lower",
+            &scores,
+        );
+        for want in ["netconf -900", "dockerd -500", "chronyd 0", "shell 0"] {
+            c.check(
+                scores.lines().any(|l| l.trim() == want),
+                &format!("OOM score adjustment: {want}"),
+                &scores,
+            );
+        }
         let oom = sh(&mut c, &mut vm, "cat /proc/1/oom_score_adj", "oom");
         c.check(
             oom == "-1000",
@@ -235,6 +307,9 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
 
     // 2. Second boot: same disk, nothing formatted, the file is there.
     let log2 = t.path().join("boot2.log");
+    let mut cfg = cfg;
+    let qmp2 = t.path().join("qmp2.sock");
+    cfg.qmp = Some(qmp2.clone());
     if let Some(mut vm) = boot(&mut c, &cfg, &log2, "second boot") {
         c.check(
             !vm.output().contains("formatting as ROS_STATE"),
@@ -258,15 +333,65 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "the machine-id is kept",
             format!("{id} vs {machine_id}"),
         );
-        shut_down(&mut c, &mut vm, "reboot", "second boot");
+        let seed = sh(
+            &mut c,
+            &mut vm,
+            "wc -c < /var/lib/ros/random-seed",
+            "random seed",
+        );
+        c.check(
+            seed == "512",
+            "the entropy seed saved at shutdown is there (and replaced at boot)",
+            &seed,
+        );
+        // Ctrl-Alt-Del on the keyboard reaches PID 1 (SIGINT: an orderly reboot), not the
+        // kernel's immediate restart.
+        let r = Vm::send_keys(&qmp2, &["ctrl", "alt", "delete"]);
+        c.check(r.is_ok(), "QMP send-key ctrl-alt-delete", format!("{r:?}"));
+        let st = vm.wait_exit(DOWN);
+        c.check(
+            st.is_some_and(|s| s.success()),
+            "second boot: ctrl-alt-del ends QEMU cleanly",
+            format!("{st:?}\n{}", vm.tail(40)),
+        );
+        let out = vm.output();
+        c.check(
+            out.contains("SIGINT: Reboot") && out.contains("state partition unmounted"),
+            "ctrl-alt-del: init rebooted in order, unmounting the state partition",
+            vm.tail(30),
+        );
     }
 
     // 3. No state disk: from RAM.
-    let mut cfg = config("", vec![Drive::raw(&slot).read_only()]);
+    // A service from the command line that fails: the boot ends `degraded`, naming it,
+    // once `ros.boot_timeout` has passed.
+    let mut cfg = config(
+        "ros.boot_timeout=60 \"ros.services.broken={image: ros/udev:0.1.0, \
+         command: [/bin/false], restart: 'no'}\"",
+        vec![Drive::raw(&slot).read_only()],
+    );
     let qmp = t.path().join("qmp.sock");
     cfg.qmp = Some(qmp.clone());
     let log3 = t.path().join("boot3.log");
-    if let Some(mut vm) = boot(&mut c, &cfg, &log3, "RAM boot") {
+    let vm3 = match Vm::start(&cfg, &log3) {
+        Ok(vm) => Some(vm),
+        Err(e) => {
+            c.check(false, "RAM boot: QEMU starts", format!("{e}"));
+            None
+        }
+    };
+    if let Some(mut vm) = vm3 {
+        let line = vm.wait_for_any(&["ros: degraded:", "ros: ready in"], BOOT);
+        c.check(
+            line.as_deref().is_some_and(|l| {
+                l.contains("ros: degraded:")
+                    && l.split("degraded:")
+                        .nth(1)
+                        .is_some_and(|names| names.split(',').any(|n| n.trim() == "broken"))
+            }),
+            "a failing service makes the boot end `ros: degraded:` naming it",
+            format!("{line:?}\n{}", vm.tail(40)),
+        );
         c.check(
             vm.output().contains("running from RAM"),
             "without a state partition ros says it runs from RAM",
@@ -309,7 +434,7 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         c.check(mb > 900, "the file system fills the 1 GiB disk", &size);
-        shut_down(&mut c, &mut vm, "poweroff", "grow boot");
+        shut_down(&mut c, &mut vm, "reboot", "grow boot");
     }
     c.finish_with(|| {
         format!(
