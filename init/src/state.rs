@@ -8,6 +8,7 @@
 //! its directories are bound over the persistent paths. With no state partition ros runs
 //! from RAM and says so on the console.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
@@ -81,11 +82,12 @@ pub fn setup(cfg: &StateConfig) -> State {
     let sys = Path::new("/sys");
     let dev = Path::new("/dev");
     let deadline = Instant::now() + cfg.wait;
+    let mut refused = BTreeSet::new();
     let found = loop {
         if let Ok(d) = disk::find(&cfg.dev, sys, dev, Instant::now()) {
             break Some((d, false));
         }
-        if let Some(d) = autoformat(cfg) {
+        if let Some(d) = autoformat(cfg, &mut refused) {
             break Some((d, true));
         }
         if Instant::now() >= deadline {
@@ -117,16 +119,18 @@ pub fn setup(cfg: &StateConfig) -> State {
     State::Mounted { dev, formatted }
 }
 
-/// Formats the first listed device that exists and is blank; its new partition.
-fn autoformat(cfg: &StateConfig) -> Option<PathBuf> {
+/// Formats the first listed device that exists and is blank; its new partition. A device
+/// found holding data (or unreadable) goes into `refused`: said once, not looked at again.
+fn autoformat(cfg: &StateConfig, refused: &mut BTreeSet<String>) -> Option<PathBuf> {
     for d in &cfg.autoformat {
         let path = Path::new(d);
-        if !path.exists() {
+        if !path.exists() || refused.contains(d) {
             continue;
         }
         match disk::is_blank(path) {
             Ok(true) => {}
             Ok(false) => {
+                refused.insert(d.clone());
                 log::warn!(
                     "{d}: listed in ros.state.autoformat but not blank (its first MiB holds \
                      data): left alone"
@@ -134,6 +138,7 @@ fn autoformat(cfg: &StateConfig) -> Option<PathBuf> {
                 continue;
             }
             Err(e) => {
+                refused.insert(d.clone());
                 log::error!("{d}: cannot read it: {e}");
                 continue;
             }
@@ -141,7 +146,10 @@ fn autoformat(cfg: &StateConfig) -> Option<PathBuf> {
         log::info!("{d}: blank and listed in ros.state.autoformat: formatting as {STATE_LABEL}");
         match format(path) {
             Ok(part) => return Some(part),
-            Err(e) => log::error!("{d}: formatting failed: {e}"),
+            Err(e) => {
+                refused.insert(d.clone());
+                log::error!("{d}: formatting failed: {e}");
+            }
         }
     }
     None

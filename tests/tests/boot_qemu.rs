@@ -12,7 +12,8 @@
 //! 2. the same disks again: no formatting, the file and the entropy seed are there, same
 //!    machine-id; Ctrl-Alt-Del (QMP `send-key`) reboots in order, ending QEMU
 //!    (`-no-reboot`);
-//! 3. no state disk and a command-line service that fails: ros says it runs from RAM and
+//! 3. no state partition (a disk listed for autoformat holds data: left alone) and a
+//!    command-line service that fails: ros says it runs from RAM and
 //!    the boot ends `ros: degraded:` naming the service at `ros.boot_timeout`; the ACPI
 //!    power button (QMP `system_powerdown`) powers it off;
 //! 4. a 64 MiB state partition made for an 80 MiB disk image, on a 1 GiB disk, grows with
@@ -365,10 +366,20 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
     // 3. No state disk: from RAM.
     // A service from the command line that fails: the boot ends `degraded`, naming it,
     // once `ros.boot_timeout` has passed.
+    // A disk listed for autoformat that holds data is left alone.
+    let data_disk = t.path().join("data.img");
+    let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8 + 1).collect();
+    std::fs::write(&data_disk, &data).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&data_disk)
+        .unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
     let mut cfg = config(
-        "ros.boot_timeout=60 \"ros.services.broken={image: ros/udev:0.1.0, \
-         command: [/bin/false], restart: 'no'}\"",
-        vec![Drive::raw(&slot).read_only()],
+        "ros.boot_timeout=60 ros.state.autoformat=[/dev/vda] \
+         \"ros.services.broken={image: ros/udev:0.1.0, command: [/bin/false], restart: 'no'}\"",
+        vec![Drive::raw(&data_disk), Drive::raw(&slot).read_only()],
     );
     let qmp = t.path().join("qmp.sock");
     cfg.qmp = Some(qmp.clone());
@@ -397,6 +408,14 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "without a state partition ros says it runs from RAM",
             vm.tail(40),
         );
+        c.check(
+            vm.output()
+                .matches("/dev/vda: listed in ros.state.autoformat but not blank")
+                .count()
+                == 1,
+            "a listed disk holding data is left alone, and said so once",
+            vm.tail(40),
+        );
         let r = Vm::qmp(&qmp, "system_powerdown");
         c.check(r.is_ok(), "QMP system_powerdown", format!("{r:?}"));
         let st = vm.wait_exit(DOWN);
@@ -409,6 +428,12 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             vm.output().contains("power button pressed"),
             "init saw the power button",
             vm.tail(20),
+        );
+        let after = std::fs::read(&data_disk).unwrap_or_default();
+        c.check(
+            after.len() == 64 << 20 && after[..data.len()] == data[..],
+            "the data disk is unchanged",
+            "its first 64 KiB or its size changed",
         );
     }
     // 4. A disk image's small state partition on a bigger disk grows to fill it.
