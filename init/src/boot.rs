@@ -84,7 +84,7 @@ fn load_modules(loaded: &Loaded) {
     names.extend(loaded.ros_strings("modules"));
     let started = Instant::now();
     let mut failed = Vec::new();
-    for (name, result) in kmod::load_modules(&index, &names) {
+    for (name, result) in kmod::load_modules_parallel(&index, &names, 4) {
         if let Err(e) = result {
             log::warn!("module {name}: {e}");
             failed.push(name);

@@ -38,6 +38,8 @@ pub enum KmodError {
         #[source]
         source: Errno,
     },
+    #[error("the thread loading it panicked")]
+    Panicked,
 }
 
 /// Module name of a path or name: the file stem without `.ko` and compression, `-` → `_`
@@ -196,6 +198,43 @@ pub fn load_modules(index: &ModuleIndex, names: &[String]) -> Vec<(String, Resul
     names
         .iter()
         .map(|name| (name.clone(), load_one(index, name, &mut loaded)))
+        .collect()
+}
+
+/// [`load_modules`] on `threads` threads, `names` dealt out round-robin; one result per name,
+/// in the order of `names`. Each module load waits on the kernel (RCU grace periods, probes),
+/// so several at once finish sooner. A dependency two threads need is loaded once: the
+/// kernel makes the second wait for the first and answers `EEXIST`.
+pub fn load_modules_parallel(
+    index: &ModuleIndex,
+    names: &[String],
+    threads: usize,
+) -> Vec<(String, Result<(), KmodError>)> {
+    let threads = threads.clamp(1, names.len().max(1));
+    let groups: Vec<Vec<String>> = (0..threads)
+        .map(|t| names.iter().skip(t).step_by(threads).cloned().collect())
+        .collect();
+    let mut results: Vec<Vec<(String, Result<(), KmodError>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|g| s.spawn(|| load_modules(index, g)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(&groups)
+            .map(|(h, g)| {
+                h.join().unwrap_or_else(|_| {
+                    g.iter()
+                        .map(|n| (n.clone(), Err(KmodError::Panicked)))
+                        .collect()
+                })
+            })
+            .collect()
+    });
+    // Back into the order of `names`: name i is the (i / threads)th of group i % threads.
+    let mut iters: Vec<_> = results.iter_mut().map(|r| r.drain(..)).collect();
+    (0..names.len())
+        .filter_map(|i| iters[i % threads].next())
         .collect()
 }
 
@@ -377,6 +416,28 @@ this line has no colon
         );
         assert!(matches!(&results[1].1, Err(KmodError::Unknown { .. })));
         assert!(results[2].1.is_ok(), "builtin needs no loading");
+    }
+
+    #[test]
+    fn parallel_loading_keeps_the_order_of_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = ModuleIndex::parse(dir.path(), "kernel/x/missing.ko:\n", "kernel/fs/b.ko\n");
+        let names: Vec<String> = ["b", "missing", "u1", "b", "u2", "missing", "u3"]
+            .map(String::from)
+            .to_vec();
+        for threads in [1, 2, 3, 4, 16] {
+            let results = load_modules_parallel(&idx, &names, threads);
+            let got: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(got, names, "{threads} threads");
+            for (name, r) in &results {
+                match name.as_str() {
+                    "b" => assert!(r.is_ok()),
+                    "missing" => assert!(matches!(r, Err(KmodError::Open { .. }))),
+                    _ => assert!(matches!(r, Err(KmodError::Unknown { .. }))),
+                }
+            }
+        }
+        assert!(load_modules_parallel(&idx, &[], 4).is_empty());
     }
 
     #[test]
