@@ -445,6 +445,9 @@ fn production_plan(loaded: &Loaded, images: Option<&Path>) -> Plan {
         },
         ServiceSpec {
             after: vec!["system-docker".into()],
+            // Killed, nothing would print the ready line or apply the cloud-config; it is
+            // small, and gives this up before it runs the user's commands.
+            oom_score_adj: -900,
             ..ServiceSpec::new("services", s(&["/usr/bin/ros", "service", "boot"]))
         },
     ];

@@ -93,6 +93,15 @@ async fn off_runtime(f: impl FnOnce() + Send + 'static) {
     let _ = tokio::task::spawn_blocking(move || std::thread::spawn(f).join()).await;
 }
 
+/// The user's runcmd and scripts, after the ready (or degraded) line. The bring-up is
+/// spared by the OOM killer until then (its plan entry); what the user runs is not.
+async fn run_late() {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "0") {
+        log::warn!("oom_score_adj 0: {e}");
+    }
+    off_runtime(|| crate::cloudinit::run_late(Path::new("/"))).await;
+}
+
 async fn bring_up(local_answered: bool) -> i32 {
     let loaded = load(&ConfigPaths::new("/"));
     let timeout = loaded.ros_u64("boot_timeout").unwrap_or(BOOT_TIMEOUT) as f64;
@@ -242,7 +251,7 @@ async fn bring_up(local_answered: bool) -> i32 {
         if missing.is_empty() && others_ok.is_empty() {
             let total = uptime().unwrap_or(0.0);
             say(&ready_line(total, kernel));
-            off_runtime(|| crate::cloudinit::run_late(Path::new("/"))).await;
+            run_late().await;
             return 0;
         }
         if remaining().is_zero() {
@@ -257,7 +266,7 @@ async fn bring_up(local_answered: bool) -> i32 {
         }
     }
     say(&degraded_line(&missing));
-    off_runtime(|| crate::cloudinit::run_late(Path::new("/"))).await;
+    run_late().await;
     1
 }
 
