@@ -433,8 +433,10 @@ fn production_plan(loaded: &Loaded, images: Option<&Path>) -> Plan {
                 "--timeout",
                 &stop.as_secs().to_string(),
             ]),
-            // A restart within this boot starts the containers of this boot again (their
-            // restart policies), which died with it or while it was down.
+            // A restart within this boot, once the bring-up has replaced the last boot's
+            // containers, starts this boot's again (their restart policies), which died with
+            // it or while it was down. Before that, the last boot's must stay down.
+            restart_argv_after: vec!["services".into()],
             restart_argv: daemon
                 .iter()
                 .filter(|a| *a != "--no-autostart")

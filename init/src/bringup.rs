@@ -96,10 +96,16 @@ async fn off_runtime(f: impl FnOnce() + Send + 'static) {
 /// The user's runcmd and scripts, after the ready (or degraded) line. The bring-up is
 /// spared by the OOM killer until then (its plan entry); what the user runs is not.
 async fn run_late() {
-    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", "0") {
-        log::warn!("oom_score_adj 0: {e}");
-    }
+    set_oom_score_adj(0);
     off_runtime(|| crate::cloudinit::run_late(Path::new("/"))).await;
+}
+
+/// The plan starts the bring-up at -900; the user's commands (bootcmd, runcmd) and what
+/// they leave running get 0.
+fn set_oom_score_adj(score: i32) {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", score.to_string()) {
+        log::warn!("oom_score_adj {score}: {e}");
+    }
 }
 
 async fn bring_up(local_answered: bool) -> i32 {
@@ -156,7 +162,9 @@ async fn bring_up(local_answered: bool) -> i32 {
                 if !local_answered {
                     crate::cloudinit::save(root, Phase::Network);
                 }
+                set_oom_score_adj(0);
                 crate::cloudinit::apply_at_boot(root);
+                set_oom_score_adj(-900);
             });
             if tokio::time::timeout(remaining(), step).await.is_err() {
                 say("ros: cloud-init: still running at the boot timeout; the services start without it");

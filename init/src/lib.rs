@@ -131,6 +131,8 @@ fn boot_main() -> i32 {
     let booted = match std::panic::catch_unwind(boot::boot) {
         Ok(booted) => booted,
         Err(_) => {
+            // (On the state partition when the panic came after it was mounted; else in RAM.)
+            logger::log_to_file(&std::path::Path::new(boot::BOOT_LOG_DIR).join("init.log"));
             boot::console(
                 "ros: the boot failed (the panic is above and in /var/log/boot/init.log); \
                  recovery shell on the console",
@@ -332,27 +334,25 @@ impl Init {
         self.sup.start_all(&mut ProcessSpawner, Instant::now());
         log::info!("supervising {} service(s)", self.sup.slots.len());
         loop {
-            // PID 1 must not die of a bug: a panic in one round is logged and the next
-            // round goes on reaping and supervising.
+            let sigs = self.events.wait(self.sup.next_due());
+            // PID 1 must not die of a bug: a panic in one round is logged, and the signals
+            // taken before it are still acted on.
             let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let sigs = self.events.wait(self.sup.next_due());
                 self.reap();
                 self.sup.tick(&mut ProcessSpawner, Instant::now());
                 self.check_essential();
-                sigs.into_iter()
-                    .find_map(|sig| match Shutdown::from_signal(sig) {
-                        Some(how) => Some((how, sig)),
-                        None if sig == Signal::SIGCHLD => None,
-                        None => {
-                            log::info!("{sig}: ignored");
-                            None
-                        }
-                    })
             }));
-            match round {
-                Ok(Some((how, sig))) => return self.shutdown(how, sig),
-                Ok(None) => {}
-                Err(_) => log::error!("supervision round panicked (above); going on"),
+            if round.is_err() {
+                log::error!("supervision round panicked (above); going on");
+                // A bug that repeats must not spin.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for sig in sigs {
+                match Shutdown::from_signal(sig) {
+                    Some(how) => return self.shutdown(how, sig),
+                    None if sig == Signal::SIGCHLD => {}
+                    None => log::info!("{sig}: ignored"),
+                }
             }
         }
     }

@@ -33,13 +33,14 @@ pub fn log_to_file(path: &Path) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Ok(mut early) = EARLY.lock() {
-        if !early.is_empty() {
-            append(path, &early);
-            *early = String::new();
-        }
-    }
+    // FILE is held while the early lines go out, so no line can come between them.
     if let Ok(mut slot) = FILE.lock() {
+        if let Ok(mut early) = EARLY.lock() {
+            if !early.is_empty() {
+                append(path, &early);
+                *early = String::new();
+            }
+        }
         *slot = Some(path.to_owned());
     }
 }

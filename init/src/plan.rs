@@ -78,9 +78,12 @@ pub struct ServiceSpec {
     /// at shutdown: how system-docker's containers are stopped in order before it is.
     #[serde(default)]
     pub stop_argv: Vec<String>,
-    /// The argv of every start after the first (empty: `argv` again).
+    /// The argv of a start after the first (empty: `argv` again), once every service named
+    /// in `restart_argv_after` has finished (before that, `argv` again).
     #[serde(default)]
     pub restart_argv: Vec<String>,
+    #[serde(default)]
+    pub restart_argv_after: Vec<String>,
     /// The process's OOM score adjustment; PID 1's own -1000 is not passed on.
     #[serde(default)]
     pub oom_score_adj: i32,
@@ -100,6 +103,7 @@ impl ServiceSpec {
             tty: None,
             stop_argv: Vec::new(),
             restart_argv: Vec::new(),
+            restart_argv_after: Vec::new(),
             oom_score_adj: 0,
         }
     }

@@ -70,8 +70,14 @@ impl Supervisor {
         }
     }
 
-    fn start(slot: &mut Slot, spawner: &mut dyn Spawner, now: Instant) {
-        let restart = slot.starts > 0 && !slot.spec.restart_argv.is_empty();
+    fn start(slot: &mut Slot, spawner: &mut dyn Spawner, now: Instant, finished: &[String]) {
+        let restart = slot.starts > 0
+            && !slot.spec.restart_argv.is_empty()
+            && slot
+                .spec
+                .restart_argv_after
+                .iter()
+                .all(|n| finished.contains(n));
         slot.starts = slot.starts.saturating_add(1);
         let spawned = if restart {
             let spec = ServiceSpec {
@@ -121,7 +127,7 @@ impl Supervisor {
     pub fn start_all(&mut self, spawner: &mut dyn Spawner, now: Instant) {
         for slot in &mut self.slots {
             if slot.state == State::NotStarted {
-                Self::start(slot, spawner, now);
+                Self::start(slot, spawner, now, &[]);
             }
         }
     }
@@ -154,10 +160,16 @@ impl Supervisor {
         if self.stopping {
             return;
         }
+        let finished: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| s.state == State::Finished)
+            .map(|s| s.spec.name.clone())
+            .collect();
         for slot in &mut self.slots {
             if let State::Backoff { at } = slot.state {
                 if at <= now {
-                    Self::start(slot, spawner, now);
+                    Self::start(slot, spawner, now, &finished);
                 }
             }
         }
@@ -285,16 +297,24 @@ mod tests {
     fn restarts_use_the_restart_argv() {
         let t0 = Instant::now();
         let mut sp = fake();
-        let mut s = Supervisor::new(vec![ServiceSpec {
-            restart_argv: vec!["x".into(), "--again".into()],
-            ..spec("d", Restart::Always)
-        }]);
+        let mut s = Supervisor::new(vec![
+            ServiceSpec {
+                restart_argv: vec!["x".into(), "--again".into()],
+                restart_argv_after: vec!["job".into()],
+                ..spec("d", Restart::Always)
+            },
+            spec("job", Restart::No),
+        ]);
         s.start_all(&mut sp, t0);
+        // The job still runs: a restart is a plain one.
         assert!(s.exited(s.pid_of(0).unwrap(), true, t0));
         s.tick(&mut sp, t0 + 100 * MS);
+        assert!(s.exited(s.pid_of(1).unwrap(), false, t0 + 100 * MS));
         assert!(s.exited(s.pid_of(0).unwrap(), true, t0 + 100 * MS));
         s.tick(&mut sp, t0 + 400 * MS);
-        assert_eq!(sp.argvs, ["x", "x --again", "x --again"]);
+        assert!(s.exited(s.pid_of(0).unwrap(), true, t0 + 400 * MS));
+        s.tick(&mut sp, t0 + 2000 * MS);
+        assert_eq!(sp.argvs, ["x", "x", "x", "x --again", "x --again"]);
     }
 
     #[test]

@@ -32,8 +32,10 @@ use ros_tests::imds::Imds;
 use ros_tests::qemu::{boot_to_ready, Drive, Firmware, Vm, VmConfig, VmSlot, OVMF_CODE, OVMF_VARS};
 use ros_tests::{require_root, require_tool, skip, tempdir, Checks, Output};
 
-const BOOT: Duration = Duration::from_secs(300);
-const SSH: Duration = Duration::from_secs(120);
+// Upper bounds, polled: with two VMs on two cores (`make test`) a first boot under TCG
+// takes ~2 minutes to ready, and SSH can lag behind the ready line.
+const BOOT: Duration = Duration::from_secs(420);
+const SSH: Duration = Duration::from_secs(240);
 const CMD: Duration = Duration::from_secs(120);
 const DOWN: Duration = Duration::from_secs(120);
 

@@ -212,13 +212,16 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "/var/log/boot/init.log has the boot's first line and the ready line",
             &log,
         );
-        // PID 1 and system-docker -1000; the catalog's -900 for sshd and netconf, -500 for
-        // the user engine; PID 1's other children and plain containers Docker's default 0.
+        // PID 1 and system-docker -1000; the catalog's -900 for sshd and netconf (applied:
+        // netconf sets nothing itself), -500 for the user engine (dockerd and sshd set their
+        // own, so its definition is checked); PID 1's other children and plain containers
+        // Docker's 0.
         let scores = sh(
             &mut c,
             &mut vm,
-            "for p in sshd dockerd chronyd; do \
+            "for p in sshd chronyd; do \
                echo $p $(cat /proc/$(pidof $p | cut -d' ' -f1)/oom_score_adj); done; \
+             echo docker-service $(system-docker inspect -f '{{.HostConfig.OomScoreAdj}}' docker); \
              echo netconf $(cat /proc/$(system-docker inspect -f '{{.State.Pid}}' network)/oom_score_adj); \
              echo shell $(cat /proc/$$/oom_score_adj)",
             "OOM scores",
@@ -231,7 +234,12 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "OOM score adjustment: sshd -900 or lower",
             &scores,
         );
-        for want in ["netconf -900", "dockerd -500", "chronyd 0", "shell 0"] {
+        for want in [
+            "netconf -900",
+            "docker-service -500",
+            "chronyd 0",
+            "shell 0",
+        ] {
             c.check(
                 scores.lines().any(|l| l.trim() == want),
                 &format!("OOM score adjustment: {want}"),
@@ -376,9 +384,13 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
         .unwrap();
     f.set_len(64 << 20).unwrap();
     drop(f);
-    let mut cfg = config(
+    let broken = format!(
         "ros.boot_timeout=60 ros.state.autoformat=[/dev/vda] \
-         \"ros.services.broken={image: ros/udev:0.1.0, command: [/bin/false], restart: 'no'}\"",
+         \"ros.services.broken={{image: ros/udev:{}, command: [/bin/false], restart: 'no'}}\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut cfg = config(
+        &broken,
         vec![Drive::raw(&data_disk), Drive::raw(&slot).read_only()],
     );
     let qmp = t.path().join("qmp.sock");
