@@ -254,10 +254,7 @@ fn hostname(loaded: &Loaded) {
 /// Appends a line to the boot log (best effort; rotated at 1 MiB, one old copy kept).
 pub fn boot_log(line: &str) {
     mkdir(BOOT_LOG_DIR);
-    crate::logger::append(
-        &Path::new(BOOT_LOG_DIR).join("init.log"),
-        &format!("{line}\n"),
-    );
+    crate::logger::append(&boot_log_file(), &format!("{line}\n"));
 }
 
 /// Says something on the console itself (not only through the log).
@@ -266,15 +263,21 @@ pub fn console(line: &str) {
     boot_log(line);
 }
 
-fn protect_from_oom() {
-    if let Err(e) = fs::write("/proc/self/oom_score_adj", "-1000") {
-        log::warn!("oom_score_adj: {e}");
+/// Sets this process's OOM score adjustment (PID 1's -1000; the bring-up's changes).
+pub fn set_oom_score_adj(score: i32) {
+    if let Err(e) = fs::write("/proc/self/oom_score_adj", score.to_string()) {
+        log::warn!("oom_score_adj {score}: {e}");
     }
+}
+
+/// The boot log file, on the state partition once it is mounted.
+pub fn boot_log_file() -> PathBuf {
+    Path::new(BOOT_LOG_DIR).join("init.log")
 }
 
 /// Everything between the early mounts and supervision.
 pub fn boot() -> Booted {
-    protect_from_oom();
+    set_oom_score_adj(-1000);
     let incomplete = !Path::new(INITRD_COMPLETE).exists();
     if incomplete {
         console(&format!(
@@ -330,7 +333,7 @@ pub fn boot() -> Booted {
             "ros: {why}: running from RAM; nothing is kept across reboots"
         )),
     }
-    crate::logger::log_to_file(&Path::new(BOOT_LOG_DIR).join("init.log"));
+    crate::logger::log_to_file(&boot_log_file());
     // The user's config is on the state partition: read everything again.
     let loaded = config();
     seed_entropy();

@@ -22,7 +22,7 @@ use ros_services::model::Healthcheck;
 use ros_services::reconcile::{self, Desired, Outcome, UpOptions};
 use ros_services::{order, DockerEngine, Engine, Paths, ServicesConfig};
 
-use crate::boot::{boot_log, SYSTEM_SOCKET};
+use crate::boot::{boot_log, set_oom_score_adj, SYSTEM_SOCKET};
 use crate::early::{uptime, KERNEL_SECONDS_ENV};
 
 /// The boot phases: each a service brought up (with what it needs) before the next;
@@ -94,18 +94,11 @@ async fn off_runtime(f: impl FnOnce() + Send + 'static) {
 }
 
 /// The user's runcmd and scripts, after the ready (or degraded) line. The bring-up is
-/// spared by the OOM killer until then (its plan entry); what the user runs is not.
+/// spared by the OOM killer until then (its plan entry: -900); what the user runs (bootcmd,
+/// runcmd, and what they leave running) is not.
 async fn run_late() {
     set_oom_score_adj(0);
     off_runtime(|| crate::cloudinit::run_late(Path::new("/"))).await;
-}
-
-/// The plan starts the bring-up at -900; the user's commands (bootcmd, runcmd) and what
-/// they leave running get 0.
-fn set_oom_score_adj(score: i32) {
-    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", score.to_string()) {
-        log::warn!("oom_score_adj {score}: {e}");
-    }
 }
 
 async fn bring_up(local_answered: bool) -> i32 {

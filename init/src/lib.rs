@@ -132,7 +132,7 @@ fn boot_main() -> i32 {
         Ok(booted) => booted,
         Err(_) => {
             // (On the state partition when the panic came after it was mounted; else in RAM.)
-            logger::log_to_file(&std::path::Path::new(boot::BOOT_LOG_DIR).join("init.log"));
+            logger::log_to_file(&boot::boot_log_file());
             boot::console(
                 "ros: the boot failed (the panic is above and in /var/log/boot/init.log); \
                  recovery shell on the console",
