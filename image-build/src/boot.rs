@@ -18,6 +18,7 @@ use crate::layer::{self, Built, LayerError, LayerPackage};
 use crate::spec::{Boot, Plan, BOOT_BASE_LAYER};
 use crate::store::Outcome;
 use crate::tree::{Entry, Tree};
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -113,6 +114,54 @@ pub struct Inputs<'a> {
     pub store_skipped: Option<&'a str>,
 }
 
+/// The files of a module directory shipping `shipped`: the module files, and the index
+/// files (`modules.dep`, `.alias`, `.softdep`, `.order` written for that set; the kernel's
+/// `modules.builtin*` as they are), as paths relative to `/lib/modules/<release>`.
+fn module_tree(
+    kernel: &mut Kernel,
+    shipped: &BTreeSet<String>,
+) -> Result<Vec<(String, Vec<u8>)>, BootError> {
+    let paths: BTreeSet<String> = shipped
+        .iter()
+        .map(|n| kernel.modules.by_name[n].path.clone())
+        .collect();
+    let mut files: Vec<(String, Vec<u8>)> = kernel.module_files(&paths)?.into_iter().collect();
+    let m = &kernel.modules;
+    files.push(("modules.dep".into(), m.render_dep(shipped).into()));
+    files.push(("modules.alias".into(), m.render_alias(shipped).into()));
+    files.push(("modules.softdep".into(), m.render_softdep(shipped).into()));
+    for (name, data) in &kernel.index_files {
+        let data = if name == "modules.order" {
+            m.filter_order(&String::from_utf8_lossy(data), shipped)
+                .into_bytes()
+        } else {
+            data.clone()
+        };
+        files.push((name.clone(), data));
+    }
+    Ok(files)
+}
+
+/// Writes `files` under `dir` (emptied first); returns the sha256 of their paths and bytes,
+/// which names the staged tree in the images file's stamp.
+fn stage_modules(dir: &Path, mut files: Vec<(String, Vec<u8>)>) -> Result<String, BootError> {
+    files.sort();
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let mut h = Sha256::new();
+    for (rel, data) in &files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        fs::write(&path, data).map_err(io_err(&path))?;
+        h.update(format!("{rel}\0{}\0", data.len()));
+        h.update(data);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// The package with the kernel: `name` itself, or the `linux-image-*` a metapackage
 /// (`linux-image-amd64`) depends on.
 fn kernel_package(apt: &mut Apt, name: &str) -> Result<Package, AptError> {
@@ -169,21 +218,20 @@ pub fn build(i: &Inputs) -> Result<BootReport, BootError> {
         Compression::Gzip
     };
     let closure = kernel.modules.closure(&i.boot.modules)?;
-    for s in &closure.unresolved_softdeps {
+    let mut system_wanted = i.boot.modules.clone();
+    system_wanted.extend(i.boot.system_modules.iter().cloned());
+    let system_closure = kernel.modules.closure(&system_wanted)?;
+    let mut unresolved: BTreeSet<&String> = closure.unresolved_softdeps.iter().collect();
+    unresolved.extend(&system_closure.unresolved_softdeps);
+    for s in unresolved {
         log::warn!("boot: soft dependency {s} names no module of the kernel; left out");
     }
-    if !closure.builtin.is_empty() {
+    if !system_closure.builtin.is_empty() {
         log::info!(
             "boot: built into the kernel (nothing to ship or load): {}",
-            closure.builtin.join(" ")
+            system_closure.builtin.join(" ")
         );
     }
-    let paths: BTreeSet<String> = closure
-        .modules
-        .iter()
-        .map(|n| kernel.modules.by_name[n].path.clone())
-        .collect();
-    let files = kernel.module_files(&paths)?;
 
     // The tree: the base layer's contents, the boot packages, the modules, ours.
     let mut tree = Tree::default();
@@ -210,43 +258,26 @@ pub fn build(i: &Inputs) -> Result<BootReport, BootError> {
         layer::unpack(&mut tree, &lp, &base_layer.drop)?;
     }
     let moddir = format!("lib/modules/{}", kernel.release);
-    for (path, data) in files {
+    for (path, data) in module_tree(&mut kernel, &closure.modules)? {
         tree.insert(&format!("{moddir}/{path}"), Entry::file(data, 0o644));
-    }
-    let m = &kernel.modules;
-    let mut index: Vec<(String, Vec<u8>)> = vec![
-        ("modules.dep".into(), m.render_dep(&closure.modules).into()),
-        (
-            "modules.alias".into(),
-            m.render_alias(&closure.modules).into(),
-        ),
-        (
-            "modules.softdep".into(),
-            m.render_softdep(&closure.modules).into(),
-        ),
-    ];
-    for (name, data) in &kernel.index_files {
-        let data = if name == "modules.order" {
-            m.filter_order(&String::from_utf8_lossy(data), &closure.modules)
-                .into_bytes()
-        } else {
-            data.clone()
-        };
-        index.push((name.clone(), data));
-    }
-    for (name, data) in index {
-        tree.insert(&format!("{moddir}/{name}"), Entry::file(data, 0o644));
     }
     initrd::add_binaries(&mut tree, i.bin_dir, &i.cache.join("tmp"))?;
     let configs = initrd::add_catalog(&mut tree, i.catalog)?;
-    let load: Vec<String> = i
-        .boot
-        .load
-        .iter()
-        .filter(|m| !closure.builtin.contains(m))
-        .cloned()
-        .collect();
-    initrd::add_skeleton(&mut tree, &plan.version, &kernel.release, &load);
+    let not_builtin = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .filter(|m| !system_closure.builtin.contains(m))
+            .cloned()
+            .collect()
+    };
+    let load = not_builtin(&i.boot.load);
+    let system_load = not_builtin(&i.boot.system_load);
+    initrd::add_skeleton(
+        &mut tree,
+        &plan.version,
+        &kernel.release,
+        &load,
+        &system_load,
+    );
 
     fs::create_dir_all(i.out).map_err(io_err(i.out))?;
     let entries = initrd::entries(&tree);
@@ -269,8 +300,21 @@ pub fn build(i: &Inputs) -> Result<BootReport, BootError> {
 
     let (images_fs, images_fs_skipped) = match &i.store {
         Some((store, stamp)) => {
+            // The whole module tree (the initrd's and the system's), as `modules/<release>`
+            // beside the store: init binds it over /lib/modules.
+            let staged = store.with_file_name("modules");
+            let digest = stage_modules(
+                &staged.join(&kernel.release),
+                module_tree(&mut kernel, &system_closure.modules)?,
+            )?;
             let dest = i.out.join("images.sqfs");
-            let outcome = imagesfs::build(store, stamp, &dest, i.epoch)?;
+            let stamp = format!("{stamp}\nmodules {digest}");
+            let outcome = imagesfs::build(store, &stamp, Some(&staged), &dest, i.epoch)?;
+            log::info!(
+                "images.sqfs: {} kernel module(s) in modules/{}",
+                system_closure.modules.len(),
+                kernel.release
+            );
             (Some((Artifact::of(i.out, "images.sqfs")?, outcome)), None)
         }
         None => {
@@ -288,7 +332,7 @@ pub fn build(i: &Inputs) -> Result<BootReport, BootError> {
         kernel_release: kernel.release.clone(),
         kernel_package: kpkg,
         modules: closure.modules.len(),
-        builtin: closure.builtin,
+        builtin: system_closure.builtin,
         boot_packages,
         compression,
         initrd_cpio: cpio_size,

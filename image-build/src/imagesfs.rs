@@ -1,6 +1,7 @@
 //! `images.sqfs`: the read-only image store (`dist/images/store`) as a squashfs, which init
 //! mounts read-only and hands to system-docker as `--image-store` — so the system images
-//! stay in the page cache, not in RAM for the host's life.
+//! stay in the page cache, not in RAM for the host's life. The kernel modules beyond the
+//! initrd's are in it too (`modules/<release>/`), for the same reason.
 //!
 //! Made by `mksquashfs` (squashfs-tools), which keeps owners, modes, device nodes and
 //! xattrs. Reproducible: every time and the filesystem's own time set to the build epoch;
@@ -51,17 +52,34 @@ pub fn args(epoch: u64) -> Vec<String> {
     .collect()
 }
 
-/// Makes `dest` the squashfs of `store`, unless the stamp beside it (`<dest>.stamp`) shows
-/// it was made from the same store (`store_stamp`: what the store's own stamp says) with
-/// the same arguments.
+/// The sources of the squashfs: every entry of `store` (sorted), and `extra` beside them;
+/// given several sources, mksquashfs puts each in the root under its own name.
+fn sources(store: &Path, extra: Option<&Path>) -> Result<Vec<PathBuf>, ImagesFsError> {
+    let mut out: Vec<PathBuf> = fs::read_dir(store)
+        .map_err(io_err(store))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(store))?;
+    out.sort();
+    out.extend(extra.map(Path::to_path_buf));
+    Ok(out)
+}
+
+/// Makes `dest` the squashfs of `store` (its contents at the root) and of `extra` (a
+/// directory, under its own name), unless the stamp beside it (`<dest>.stamp`) shows it was
+/// made from the same inputs (`stamp`: what the store's own stamp and `extra`'s digest say)
+/// with the same arguments.
 pub fn build(
     store: &Path,
-    store_stamp: &str,
+    stamp: &str,
+    extra: Option<&Path>,
     dest: &Path,
     epoch: u64,
 ) -> Result<Outcome, ImagesFsError> {
-    let args = args(epoch);
-    let stamp = format!("{}\n{store_stamp}", args.join(" "));
+    let mut args = args(epoch);
+    // Several sources give the root mksquashfs' own defaults; these are the store's.
+    args.extend(["-root-mode", "0755", "-root-uid", "0", "-root-gid", "0"].map(String::from));
+    let stamp = format!("{}\n{stamp}", args.join(" "));
     let stamp_path = dest.with_extension("sqfs.stamp");
     if dest.is_file() && fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
         return Ok(Outcome::UpToDate);
@@ -74,7 +92,7 @@ pub fn build(
         store.display()
     );
     let out = Command::new("mksquashfs")
-        .arg(store)
+        .args(sources(store, extra)?)
         .arg(&tmp)
         .args(&args)
         .stdin(Stdio::null())

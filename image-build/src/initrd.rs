@@ -7,7 +7,9 @@
 //! - `/init` → `usr/bin/ros`; `/sbin/{init,halt,reboot,poweroff,shutdown}` → `../usr/bin/ros`
 //! - `/usr/bin/ros`, `/usr/bin/system-docker-shim` (stripped), `/usr/bin/system-docker` → `ros`
 //! - `/usr/share/ros/os-config.yml`, `/usr/share/ros/catalog/*.yml`
-//! - `/usr/share/ros/modules-boot` (modules init loads, in order), `/usr/share/ros/kernel-release`
+//! - `/usr/share/ros/modules-boot` (modules init loads before it looks for disks, in order),
+//!   `/usr/share/ros/modules-system` (those it loads once the images, which hold the rest of
+//!   the modules, are mounted), `/usr/share/ros/kernel-release`
 //! - `/dev/console` (so PID 1 has a console even before it mounts devtmpfs)
 
 use std::fs;
@@ -165,7 +167,13 @@ pub fn add_catalog(tree: &mut Tree, catalog: &Path) -> Result<usize, InitrdError
 
 /// The directories init mounts on, `/etc/os-release` when the layers have none, the
 /// kernel release and the modules init loads at boot.
-pub fn add_skeleton(tree: &mut Tree, version: &str, release: &str, load: &[String]) {
+pub fn add_skeleton(
+    tree: &mut Tree,
+    version: &str,
+    release: &str,
+    load: &[String],
+    system_load: &[String],
+) {
     let dirs: [(&str, u32); 13] = [
         ("proc", 0o555),
         ("sys", 0o555),
@@ -197,11 +205,13 @@ pub fn add_skeleton(tree: &mut Tree, version: &str, release: &str, load: &[Strin
         "usr/share/ros/kernel-release",
         Entry::file(format!("{release}\n").into_bytes(), 0o644),
     );
-    let list: String = load.iter().map(|m| format!("{m}\n")).collect();
-    tree.insert(
-        "usr/share/ros/modules-boot",
-        Entry::file(list.into_bytes(), 0o644),
-    );
+    for (path, list) in [
+        ("usr/share/ros/modules-boot", load),
+        ("usr/share/ros/modules-system", system_load),
+    ] {
+        let text: String = list.iter().map(|m| format!("{m}\n")).collect();
+        tree.insert(path, Entry::file(text.into_bytes(), 0o644));
+    }
 }
 
 /// The cpio entries of `tree`: sorted by path, every missing parent directory added (root,
@@ -397,6 +407,7 @@ mod tests {
             "1.2.3",
             "6.1.0-1-amd64",
             &["virtio_blk".into(), "ext4".into()],
+            &["bridge".into()],
         );
         let entries = entries(&t);
         // The marker comes last, after its parents.
@@ -426,6 +437,7 @@ mod tests {
                 get("usr/share/ros/modules-boot").data(),
                 b"virtio_blk\next4\n"
             );
+            assert_eq!(get("usr/share/ros/modules-system").data(), b"bridge\n");
             assert_eq!(
                 get("usr/share/ros/kernel-release").data(),
                 b"6.1.0-1-amd64\n"

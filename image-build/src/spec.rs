@@ -55,6 +55,10 @@ pub struct BootFile {
     #[serde(default)]
     pub load: Vec<String>,
     #[serde(default)]
+    pub system_modules: Vec<String>,
+    #[serde(default)]
+    pub system_load: Vec<String>,
+    #[serde(default)]
     pub packages: Vec<String>,
     #[serde(default)]
     pub preload: Vec<String>,
@@ -180,8 +184,14 @@ pub struct Boot {
     pub kernel: String,
     /// Modules shipped in the initrd (with their dependencies), in the spec's order.
     pub modules: Vec<String>,
-    /// Modules init loads at boot, in order; each is in `modules`.
+    /// Modules init loads before it looks for disks, in order; each is in `modules`.
     pub load: Vec<String>,
+    /// Modules shipped in `images.sqfs` (with their dependencies, and with `modules`), which
+    /// init binds over `/lib/modules` once it has mounted the images: kept out of RAM.
+    pub system_modules: Vec<String>,
+    /// Modules init loads once the images are mounted; each is in `modules` or
+    /// `system_modules`.
+    pub system_load: Vec<String>,
     /// Debian packages added to the `base` layer's contents in the initrd.
     pub packages: Vec<String>,
     /// Images of the spec whose archives the disk images and the ISO carry in
@@ -461,6 +471,17 @@ fn boot(b: &BootFile) -> Result<Boot, String> {
             "load: {m} is not in modules (init can only load what the initrd ships)"
         ));
     }
+    let system_modules = names(&b.system_modules, "system_modules")?;
+    let system_load = names(&b.system_load, "system_load")?;
+    if let Some(m) = system_load
+        .iter()
+        .find(|m| !modules.contains(m) && !system_modules.contains(m))
+    {
+        return Err(format!(
+            "system_load: {m} is in neither modules nor system_modules (init can only load \
+             what the initrd or the images ship)"
+        ));
+    }
     let mut packages: Vec<String> = Vec::new();
     for p in &b.packages {
         if !valid_package(p) {
@@ -475,6 +496,8 @@ fn boot(b: &BootFile) -> Result<Boot, String> {
         kernel: b.kernel.clone(),
         modules,
         load,
+        system_modules,
+        system_load,
         packages,
         preload: b.preload.clone(),
     })
@@ -663,6 +686,8 @@ boot:
   kernel: linux-image-amd64
   modules: [virtio-blk, ext4, virtio_blk, af_packet]
   load: [virtio_blk, af-packet]
+  system_modules: [bridge, virtio-net]
+  system_load: [virtio_net, ext4]
   packages: [e2fsprogs]
 ";
 
@@ -677,6 +702,8 @@ boot:
         assert_eq!(boot.kernel, "linux-image-amd64");
         assert_eq!(boot.modules, ["virtio_blk", "ext4", "af_packet"]);
         assert_eq!(boot.load, ["virtio_blk", "af_packet"]);
+        assert_eq!(boot.system_modules, ["bridge", "virtio_net"]);
+        assert_eq!(boot.system_load, ["virtio_net", "ext4"]);
         assert_eq!(boot.packages, ["e2fsprogs"]);
         assert!(parse(MINIMAL).unwrap().boot.is_none());
     }
@@ -688,6 +715,10 @@ boot:
             (
                 BOOT.replace("load: [virtio_blk", "load: [nvme"),
                 "nvme is not in modules",
+            ),
+            (
+                BOOT.replace("system_load: [virtio_net", "system_load: [tun"),
+                "tun is in neither modules nor system_modules",
             ),
             (BOOT.replace("ext4,", "ext/4,"), "not a module name"),
             (

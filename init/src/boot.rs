@@ -19,6 +19,8 @@ use crate::state::{self, State, StateConfig};
 
 /// The modules init loads before it looks for disks (written by image-build).
 const BOOT_MODULES: &str = "/usr/share/ros/modules-boot";
+/// The modules init loads once the system images (which hold the rest) are mounted.
+const SYSTEM_MODULES: &str = "/usr/share/ros/modules-system";
 /// The initrd's last entry (image-build writes it after everything else): when it is
 /// missing the kernel did not unpack the whole initrd, which it reports only on the console.
 const INITRD_COMPLETE: &str = "/usr/share/ros/initrd-complete";
@@ -63,8 +65,22 @@ fn seconds(loaded: &Loaded, key: &str, default: u64) -> Duration {
     Duration::from_secs(loaded.ros_u64(key).unwrap_or(default))
 }
 
-/// Loads the boot modules and those the config names (`ros.modules`).
-fn load_modules(loaded: &Loaded) {
+/// The modules a list file names (one per line, `#` comments).
+fn module_list(path: &str) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Loads `names` (several at once) from the module tree now at `/lib/modules/<release>`.
+fn load_modules(names: &[String], what: &str) {
+    if names.is_empty() {
+        return;
+    }
     let release = kmod::kernel_release();
     let dir = Path::new("/lib/modules").join(&release);
     let index = match kmod::ModuleIndex::load(&dir) {
@@ -74,24 +90,16 @@ fn load_modules(loaded: &Loaded) {
             return;
         }
     };
-    let mut names: Vec<String> = fs::read_to_string(BOOT_MODULES)
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect();
-    names.extend(loaded.ros_strings("modules"));
     let started = Instant::now();
     let mut failed = Vec::new();
-    for (name, result) in kmod::load_modules_parallel(&index, &names, 4) {
+    for (name, result) in kmod::load_modules_parallel(&index, names, 4) {
         if let Err(e) = result {
             log::warn!("module {name}: {e}");
             failed.push(name);
         }
     }
     log::info!(
-        "loaded {} kernel module(s) in {:?}{}",
+        "loaded {} {what} kernel module(s) in {:?}{}",
         names.len() - failed.len(),
         started.elapsed(),
         if failed.is_empty() {
@@ -100,6 +108,47 @@ fn load_modules(loaded: &Loaded) {
             format!(" ({} failed: {})", failed.len(), failed.join(", "))
         }
     );
+}
+
+/// Puts the images' module tree (`modules/<release>`: every module the image ships, the
+/// initrd's too) in place of the initrd's at `/lib/modules/<release>`, whose files would
+/// only take RAM once loaded. If the bind fails, the initrd's tree stays.
+fn use_images_modules(images: &Path) -> Result<(), String> {
+    let release = kmod::kernel_release();
+    let from = images.join("modules").join(&release);
+    if !from.is_dir() {
+        return Err(format!("{} is missing", from.display()));
+    }
+    let own = Path::new("/lib/modules").join(&release);
+    let aside = Path::new("/lib/modules").join(format!(".{release}.initrd"));
+    let moved = fs::rename(&own, &aside).is_ok();
+    let bound = fs::create_dir_all(&own)
+        .map_err(|e| format!("{}: {e}", own.display()))
+        .and_then(|()| {
+            mount(
+                Some(&from),
+                &own,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("bind {} on {}: {e}", from.display(), own.display()))
+        });
+    match bound {
+        Ok(()) => {
+            if moved {
+                let _ = fs::remove_dir_all(&aside);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if moved {
+                let _ = fs::remove_dir(&own);
+                let _ = fs::rename(&aside, &own);
+            }
+            Err(e)
+        }
+    }
 }
 
 fn mkdir(path: &str) {
@@ -289,7 +338,7 @@ pub fn boot() -> Booted {
         ));
     }
     let loaded = config();
-    load_modules(&loaded);
+    load_modules(&module_list(BOOT_MODULES), "boot");
     let wait = seconds(&loaded, "state.wait", 3);
     let images_spec = loaded
         .ros_str("images")
@@ -307,6 +356,12 @@ pub fn boot() -> Booted {
             None
         }
     };
+    if let Some(dir) = &images {
+        match use_images_modules(dir) {
+            Ok(()) => log::info!("kernel modules: /lib/modules from the system images"),
+            Err(e) => log::warn!("kernel modules: the initrd's only ({e})"),
+        }
+    }
     let state_cfg = StateConfig {
         dev: loaded
             .ros_str("state.dev")
@@ -336,6 +391,9 @@ pub fn boot() -> Booted {
     crate::logger::log_to_file(&boot_log_file());
     // The user's config is on the state partition: read everything again.
     let loaded = config();
+    let mut names = module_list(SYSTEM_MODULES);
+    names.extend(loaded.ros_strings("modules"));
+    load_modules(&names, "system");
     seed_entropy();
     identity();
     hostname(&loaded);

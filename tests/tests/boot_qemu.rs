@@ -269,13 +269,46 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "cat /proc/modules | cut -d' ' -f1",
             "modules",
         );
-        for m in ["virtio_blk", "ext4", "squashfs", "overlay"] {
+        // virtio_blk, ext4 and squashfs come from the initrd, overlay and virtio_net from
+        // the images (init binds their module tree over the initrd's once they are mounted).
+        for m in ["virtio_blk", "ext4", "squashfs", "overlay", "virtio_net"] {
             c.check(
                 modules.lines().any(|l| l == m),
                 &format!("module {m} loaded"),
                 &modules,
             );
         }
+        let tree = sh(
+            &mut c,
+            &mut vm,
+            "r=$(uname -r); grep \" /lib/modules/$r \" /proc/mounts | cut -d' ' -f3; \
+             ls /lib/modules; ls /lib/modules/$r/kernel/net/bridge; \
+             grep -c . /lib/modules/$r/modules.dep",
+            "module tree",
+        );
+        let mut lines = tree.lines();
+        c.check(
+            lines.next() == Some("squashfs"),
+            "/lib/modules/<release> is the images' module tree (squashfs)",
+            &tree,
+        );
+        c.check(
+            lines.next().is_some_and(|l| !l.contains(".initrd")) && tree.contains("bridge.ko"),
+            "the initrd's module files are gone from RAM; the images' tree has bridge.ko",
+            &tree,
+        );
+        // A module init did not load is there for the kernel and the engines to ask for.
+        let tun = sh(
+            &mut c,
+            &mut vm,
+            "modprobe tun && grep -c '^tun ' /proc/modules",
+            "modprobe tun",
+        );
+        c.check(
+            tun == "1",
+            "modprobe loads a module from the images' tree",
+            &tun,
+        );
         let ps = sh(
             &mut c,
             &mut vm,
