@@ -328,7 +328,63 @@ async fn passes(engine: &DockerEngine, id: &str, check: &Healthcheck) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Timed out: the probe is killed, as Docker does, with whatever it started (a shell's
+    // `docker info`), or slow probes would pile up on a machine already short of time.
+    if let Ok(v) = client
+        .get::<serde_json::Value>(&format!("/exec/{exec}/json"))
+        .await
+    {
+        if let Some(pid) = v.get("Pid").and_then(|p| p.as_i64()).filter(|p| *p > 1) {
+            log::warn!("health check of {id:.12} timed out after {timeout:?}: killed");
+            kill_tree(pid as i32);
+        }
+    }
     false
+}
+
+/// `pid` and its descendants (from /proc), each as `(pid, parent)`.
+fn process_tree(pid: i32, procs: &[(i32, i32)]) -> Vec<i32> {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            procs
+                .iter()
+                .filter(|(p, pp)| *pp == parent && !tree.contains(p))
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+        );
+        i += 1;
+    }
+    tree
+}
+
+/// SIGKILLs `pid` and its descendants.
+fn kill_tree(pid: i32) {
+    let procs: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let p: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((p, ppid))
+        })
+        .collect();
+    for p in process_tree(pid, &procs) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// Stops every service container, dependents before what they depend on, each within
@@ -377,6 +433,23 @@ pub fn stop_all(timeout: i64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_tree_is_the_process_and_its_descendants() {
+        let procs = [
+            (1, 0),
+            (10, 1),
+            (11, 10),
+            (12, 11),
+            (13, 10),
+            (20, 1),
+            (21, 20),
+        ];
+        let mut t = process_tree(10, &procs);
+        t.sort();
+        assert_eq!(t, [10, 11, 12, 13]);
+        assert_eq!(process_tree(99, &procs), [99]);
+    }
 
     #[test]
     fn health_commands() {
