@@ -387,6 +387,8 @@ fn user_config(h: &HostDirs, ntp_extra_env: &str, extra: &str) -> String {
             v("opt", "/opt", "rshared"),
             v("mnt", "/mnt", "rshared"),
             v("media", "/media", "rshared"),
+            v("@bin/ros", "/usr/bin/ros", "ro"),
+            v("@bin/system-docker", "/usr/bin/system-docker", "ro"),
         ]),
     )
 }
