@@ -23,7 +23,7 @@
 //! otherwise (`ROS_TEST_NO_VM=1` skips on purpose).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ros_tests::guest::{
     artifact, copy_sparse, dist_version, free_port, overlay, seed_iso, ssh, ssh_key, wait_ssh,
@@ -65,20 +65,24 @@ fn on(port: u16, key: &Path, cmd: &str) -> Output {
     ssh(port, key, "rancher", cmd, CMD)
 }
 
-/// `sudo poweroff` over SSH; QEMU must end by itself.
+/// `sudo poweroff` over SSH; QEMU must end by itself. SSH is tried again while it cannot
+/// connect: sshd re-executes itself once when the console's background RSA host key is
+/// ready (SIGHUP), and under load that can fall on this moment.
 fn power_off(c: &mut Checks, vm: &mut Vm, port: u16, key: &Path, what: &str) {
-    let _ = ssh(
-        port,
-        key,
-        "rancher",
-        "sudo poweroff",
-        Duration::from_secs(30),
-    );
-    let st = vm.wait_exit(DOWN);
+    let deadline = Instant::now() + CMD;
+    let mut tries = Vec::new();
+    let st = loop {
+        let out = ssh(port, key, "rancher", "sudo poweroff", CMD);
+        let st = vm.wait_exit(Duration::from_secs(5));
+        tries.push(format!("{:?}: {}", out.code(), out.stderr.trim()));
+        if st.is_some() || out.code() != Some(255) || Instant::now() >= deadline {
+            break st.or_else(|| vm.wait_exit(DOWN));
+        }
+    };
     c.check(
         st.is_some(),
         &format!("{what}: sudo poweroff ends QEMU"),
-        vm.tail(30),
+        format!("ssh: {}\n{}", tries.join("\n"), vm.tail(30)),
     );
 }
 
