@@ -14,8 +14,11 @@ use std::process::{Command, Stdio};
 
 use crate::store::Outcome;
 
-/// The compressor: zstd (the kernel has CONFIG_SQUASHFS_ZSTD), at mksquashfs' default level.
-pub const COMPRESSION: &str = "zstd";
+/// The compressor: lz4 in its high-compression mode (the kernel has CONFIG_SQUASHFS_LZ4).
+/// Every program a service runs is paged in from here, at boot and again whenever memory
+/// is short; under TCG, lz4 made the first boot ~4 s faster than zstd (median of three:
+/// 35.8 s against 40.1 s to ready) for a third more bytes on disk (104 MiB against 78 MiB).
+pub const COMPRESSION: &str = "lz4";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesFsError {
@@ -40,6 +43,7 @@ pub fn args(epoch: u64) -> Vec<String> {
         "-noappend",
         "-comp",
         COMPRESSION,
+        "-Xhc",
         "-mkfs-time",
         &epoch.to_string(),
         "-all-time",
