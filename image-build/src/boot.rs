@@ -38,6 +38,8 @@ pub enum BootError {
     Archive(#[from] ArchiveError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BootError + '_ {
@@ -142,22 +144,41 @@ fn module_tree(
     Ok(files)
 }
 
-/// Writes `files` under `dir` (emptied first); returns the sha256 of their paths and bytes,
-/// which names the staged tree in the images file's stamp.
-fn stage_modules(dir: &Path, mut files: Vec<(String, Vec<u8>)>) -> Result<String, BootError> {
+/// Writes `files` under `root/release` (`root` emptied first: nothing of an earlier build
+/// stays), directories 0755 and files 0644 whatever the umask; returns the sha256 of their
+/// paths and bytes, which names the staged tree in the images file's stamp.
+fn stage_modules(
+    root: &Path,
+    release: &str,
+    mut files: Vec<(String, Vec<u8>)>,
+) -> Result<String, BootError> {
+    use std::os::unix::fs::PermissionsExt;
     files.sort();
-    if dir.exists() {
-        fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    if root.exists() {
+        fs::remove_dir_all(root).map_err(io_err(root))?;
     }
+    let dir = root.join(release);
     let mut h = Sha256::new();
+    h.update(format!("{release}\0"));
     for (rel, data) in &files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
         fs::write(&path, data).map_err(io_err(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).map_err(io_err(&path))?;
         h.update(format!("{rel}\0{}\0", data.len()));
         h.update(data);
+    }
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).map_err(io_err(&d))?;
+        for e in fs::read_dir(&d).map_err(io_err(&d))? {
+            let path = e.map_err(io_err(&d))?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
     }
     Ok(hex::encode(h.finalize()))
 }
@@ -302,11 +323,21 @@ pub fn build(i: &Inputs) -> Result<BootReport, BootError> {
         Some((store, stamp)) => {
             // The whole module tree (the initrd's and the system's), as `modules/<release>`
             // beside the store: init binds it over /lib/modules.
+            if !kernel.config_enabled(&format!(
+                "CONFIG_SQUASHFS_{}",
+                imagesfs::COMPRESSION.to_uppercase()
+            )) {
+                return Err(BootError::Unsupported(format!(
+                    "kernel {} cannot read {} squashfs (CONFIG_SQUASHFS_{} is not set): \
+                     init could not mount images.sqfs",
+                    kernel.release,
+                    imagesfs::COMPRESSION,
+                    imagesfs::COMPRESSION.to_uppercase()
+                )));
+            }
             let staged = store.with_file_name("modules");
-            let digest = stage_modules(
-                &staged.join(&kernel.release),
-                module_tree(&mut kernel, &system_closure.modules)?,
-            )?;
+            let files = module_tree(&mut kernel, &system_closure.modules)?;
+            let digest = stage_modules(&staged, &kernel.release, files)?;
             let dest = i.out.join("images.sqfs");
             let stamp = format!("{stamp}\nmodules {digest}");
             let outcome = imagesfs::build(store, &stamp, Some(&staged), &dest, i.epoch)?;

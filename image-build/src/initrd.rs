@@ -9,7 +9,7 @@
 //! - `/usr/share/ros/os-config.yml`, `/usr/share/ros/catalog/*.yml`
 //! - `/usr/share/ros/modules-boot` (modules init loads before it looks for disks, in order),
 //!   `/usr/share/ros/modules-system` (those it loads once the images, which hold the rest of
-//!   the modules, are mounted), `/usr/share/ros/kernel-release`
+//!   the modules, and the state partition are mounted), `/usr/share/ros/kernel-release`
 //! - `/dev/console` (so PID 1 has a console even before it mounts devtmpfs)
 
 use std::fs;

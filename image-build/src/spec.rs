@@ -189,8 +189,8 @@ pub struct Boot {
     /// Modules shipped in `images.sqfs` (with their dependencies, and with `modules`), which
     /// init binds over `/lib/modules` once it has mounted the images: kept out of RAM.
     pub system_modules: Vec<String>,
-    /// Modules init loads once the images are mounted; each is in `modules` or
-    /// `system_modules`.
+    /// Modules init loads once the images and the state partition are mounted; each is in
+    /// `modules` or `system_modules`.
     pub system_load: Vec<String>,
     /// Debian packages added to the `base` layer's contents in the initrd.
     pub packages: Vec<String>,

@@ -19,7 +19,8 @@ use crate::state::{self, State, StateConfig};
 
 /// The modules init loads before it looks for disks (written by image-build).
 const BOOT_MODULES: &str = "/usr/share/ros/modules-boot";
-/// The modules init loads once the system images (which hold the rest) are mounted.
+/// The modules init loads once the system images (which hold the rest) and the state
+/// partition are mounted.
 const SYSTEM_MODULES: &str = "/usr/share/ros/modules-system";
 /// The initrd's last entry (image-build writes it after everything else): when it is
 /// missing the kernel did not unpack the whole initrd, which it reports only on the console.
@@ -76,11 +77,9 @@ fn module_list(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// Loads `names` (several at once) from the module tree now at `/lib/modules/<release>`.
-fn load_modules(names: &[String], what: &str) {
-    if names.is_empty() {
-        return;
-    }
+/// Loads `names` (several at once) from the module tree now at `/lib/modules/<release>`;
+/// `optional` ones are skipped when that tree does not have them.
+fn load_modules(names: &[String], optional: &[String], what: &str) {
     let release = kmod::kernel_release();
     let dir = Path::new("/lib/modules").join(&release);
     let index = match kmod::ModuleIndex::load(&dir) {
@@ -90,9 +89,18 @@ fn load_modules(names: &[String], what: &str) {
             return;
         }
     };
+    let mut names = names.to_vec();
+    for m in optional {
+        if !names.contains(m) && index.resolve(m).is_ok() {
+            names.push(m.clone());
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
     let started = Instant::now();
     let mut failed = Vec::new();
-    for (name, result) in kmod::load_modules_parallel(&index, names, 4) {
+    for (name, result) in kmod::load_modules_parallel(&index, &names, 4) {
         if let Err(e) = result {
             log::warn!("module {name}: {e}");
             failed.push(name);
@@ -338,7 +346,13 @@ pub fn boot() -> Booted {
         ));
     }
     let loaded = config();
-    load_modules(&module_list(BOOT_MODULES), "boot");
+    // `ros.modules` given so far (the kernel command line, the image's config) may name a
+    // disk driver: those the initrd has are loaded now, the rest with the system's below.
+    load_modules(
+        &module_list(BOOT_MODULES),
+        &loaded.ros_strings("modules"),
+        "boot",
+    );
     let wait = seconds(&loaded, "state.wait", 3);
     let images_spec = loaded
         .ros_str("images")
@@ -359,7 +373,10 @@ pub fn boot() -> Booted {
     if let Some(dir) = &images {
         match use_images_modules(dir) {
             Ok(()) => log::info!("kernel modules: /lib/modules from the system images"),
-            Err(e) => log::warn!("kernel modules: the initrd's only ({e})"),
+            Err(e) => console(&format!(
+                "ros: kernel modules: only the initrd's ({e}); the network, overlay and the \
+                 engines' modules are missing"
+            )),
         }
     }
     let state_cfg = StateConfig {
@@ -393,7 +410,7 @@ pub fn boot() -> Booted {
     let loaded = config();
     let mut names = module_list(SYSTEM_MODULES);
     names.extend(loaded.ros_strings("modules"));
-    load_modules(&names, "system");
+    load_modules(&names, &[], "system");
     seed_entropy();
     identity();
     hostname(&loaded);

@@ -334,7 +334,13 @@ async fn passes(engine: &DockerEngine, id: &str, check: &Healthcheck) -> bool {
         .get::<serde_json::Value>(&format!("/exec/{exec}/json"))
         .await
     {
-        if let Some(pid) = v.get("Pid").and_then(|p| p.as_i64()).filter(|p| *p > 1) {
+        // Only while it runs: the PID of one that just ended may be another process's now.
+        let running = v.get("Running").and_then(|r| r.as_bool()) == Some(true);
+        if let Some(pid) = v
+            .get("Pid")
+            .and_then(|p| p.as_i64())
+            .filter(|p| running && *p > 1)
+        {
             log::warn!("health check of {id:.12} timed out after {timeout:?}: killed");
             kill_tree(pid as i32);
         }

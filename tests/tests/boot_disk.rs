@@ -75,7 +75,18 @@ fn power_off(c: &mut Checks, vm: &mut Vm, port: u16, key: &Path, what: &str) {
         let out = ssh(port, key, "rancher", "sudo poweroff", CMD);
         let st = vm.wait_exit(Duration::from_secs(5));
         tries.push(format!("{:?}: {}", out.code(), out.stderr.trim()));
-        if st.is_some() || out.code() != Some(255) || Instant::now() >= deadline {
+        // 255 is also ssh's code when the host goes down under it: only a connection that
+        // was never made is tried again.
+        let unconnected = out.code() == Some(255)
+            && [
+                "refused",
+                "kex_exchange_identification",
+                "banner exchange",
+                "reset by peer",
+            ]
+            .iter()
+            .any(|w| out.stderr.contains(w));
+        if st.is_some() || !unconnected || Instant::now() >= deadline {
             break st.or_else(|| vm.wait_exit(DOWN));
         }
     };
