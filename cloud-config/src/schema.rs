@@ -215,6 +215,9 @@ pub struct Ros {
     pub modules: Option<Vec<SingleLine>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<BTreeMap<String, SingleLine>>,
+    /// Compressed swap in RAM (see [`crate::types::ZramSize`]), as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zram: Option<SingleLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

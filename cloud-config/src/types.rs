@@ -155,9 +155,118 @@ impl UserName {
     }
 }
 
+/// `ros.zram`: how big a compressed swap in RAM init sets up. `auto` (the default): half the
+/// memory on a machine with less than [`ZramSize::AUTO_BELOW_MIB`]; `off`/`false`: none;
+/// `on`/`true`: half the memory whatever its size; a size (`256M`, `1G`, `1048576` bytes)
+/// or a share of the memory (`25%`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZramSize {
+    Auto,
+    Off,
+    Bytes(u64),
+    Percent(u8),
+}
+
+impl ZramSize {
+    /// Below this much memory (MiB), `auto` sets up zram swap.
+    pub const AUTO_BELOW_MIB: u64 = 512;
+    /// The share of the memory `auto` and `on` use.
+    pub const DEFAULT_PERCENT: u8 = 50;
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "expected auto, on, off, a size (256M, 1G) or a share of the memory (50%), \
+                 got {s:?}"
+            )
+        };
+        let t = s.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "auto" => return Ok(ZramSize::Auto),
+            "off" | "false" | "no" | "0" => return Ok(ZramSize::Off),
+            "on" | "true" | "yes" => return Ok(ZramSize::Percent(Self::DEFAULT_PERCENT)),
+            _ => {}
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<u8>() {
+                Ok(n) if (1..=100).contains(&n) => Ok(ZramSize::Percent(n)),
+                _ => Err(bad()),
+            };
+        }
+        let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+            Some(i) => t.split_at(i),
+            None => (t, ""),
+        };
+        let unit = unit.trim().to_ascii_uppercase();
+        let unit = unit
+            .strip_suffix("IB")
+            .or_else(|| unit.strip_suffix('B'))
+            .unwrap_or(&unit);
+        let shift = match unit {
+            "" | "B" => 0,
+            "K" => 10,
+            "M" => 20,
+            "G" => 30,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        match n.checked_mul(1 << shift) {
+            Some(0) => Ok(ZramSize::Off),
+            Some(bytes) => Ok(ZramSize::Bytes(bytes)),
+            None => Err(bad()),
+        }
+    }
+
+    /// The swap size for a machine with `mem_bytes` of memory; `None` for no swap.
+    pub fn bytes(self, mem_bytes: u64) -> Option<u64> {
+        let share = |p: u8| mem_bytes / 100 * u64::from(p);
+        match self {
+            ZramSize::Off => None,
+            ZramSize::Auto if mem_bytes < Self::AUTO_BELOW_MIB << 20 => {
+                Some(share(Self::DEFAULT_PERCENT))
+            }
+            ZramSize::Auto => None,
+            ZramSize::Percent(p) => Some(share(p)),
+            ZramSize::Bytes(b) => Some(b),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zram_size() {
+        assert_eq!(ZramSize::parse("auto"), Ok(ZramSize::Auto));
+        assert_eq!(ZramSize::parse("false"), Ok(ZramSize::Off));
+        assert_eq!(ZramSize::parse("0"), Ok(ZramSize::Off));
+        assert_eq!(ZramSize::parse("true"), Ok(ZramSize::Percent(50)));
+        assert_eq!(ZramSize::parse("25%"), Ok(ZramSize::Percent(25)));
+        assert_eq!(ZramSize::parse("256M"), Ok(ZramSize::Bytes(256 << 20)));
+        assert_eq!(ZramSize::parse("1GiB"), Ok(ZramSize::Bytes(1 << 30)));
+        assert_eq!(ZramSize::parse("512 MB"), Ok(ZramSize::Bytes(512 << 20)));
+        assert_eq!(ZramSize::parse("4096"), Ok(ZramSize::Bytes(4096)));
+        for bad in [
+            "",
+            "big",
+            "0%",
+            "101%",
+            "12T",
+            "-1M",
+            "1.5G",
+            "99999999999999999999G",
+        ] {
+            let e = ZramSize::parse(bad).unwrap_err();
+            assert!(e.starts_with("expected auto, on, off"), "{bad}: {e}");
+        }
+        let mib = |m: u64| m << 20;
+        assert_eq!(ZramSize::Auto.bytes(mib(200)), Some(mib(100)));
+        assert_eq!(ZramSize::Auto.bytes(mib(1000)), None);
+        assert_eq!(ZramSize::Off.bytes(mib(100)), None);
+        assert_eq!(ZramSize::Percent(25).bytes(mib(1000)), Some(mib(250)));
+        assert_eq!(ZramSize::Bytes(mib(64)).bytes(mib(1000)), Some(mib(64)));
+    }
 
     #[test]
     fn hostname() {

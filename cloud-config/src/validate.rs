@@ -14,7 +14,7 @@ use crate::schema::{
     decode_content, CaCerts, CloudConfig, CloudInit, Command, Encoding, Ntp, Owner, Ros, User,
     WriteFile,
 };
-use crate::types::{AbsPath, Hostname, OctalMode, SingleLine, UserName};
+use crate::types::{AbsPath, Hostname, OctalMode, SingleLine, UserName, ZramSize};
 use crate::{ConfigError, Warning};
 
 const TOP_KEYS: &[&str] = &[
@@ -41,6 +41,7 @@ const ROS_KEYS: &[&str] = &[
     "sysctl",
     "modules",
     "environment",
+    "zram",
     "state",
     "upgrade",
     "agent",
@@ -746,6 +747,12 @@ impl Walker<'_> {
                     r.modules = Some(self.list(n, p, |w, i, p| w.checked(i, p, SingleLine::parse))?)
                 }
                 "environment" => r.environment = Some(self.text_map(n, p)?),
+                "zram" => {
+                    r.zram = Some(self.checked_text(n, p, |s| {
+                        ZramSize::parse(s)?;
+                        SingleLine::parse(s)
+                    })?)
+                }
                 "state" => r.state = Some(self.raw_map(n, p)?),
                 "upgrade" => r.upgrade = Some(self.raw_map(n, p)?),
                 "agent" => r.agent = Some(self.raw_map(n, p)?),

@@ -411,6 +411,11 @@ pub fn boot() -> Booted {
     let mut names = module_list(SYSTEM_MODULES);
     names.extend(loaded.ros_strings("modules"));
     load_modules(&names, &[], "system");
+    if let Some(kib) = mem_total_kib() {
+        crate::zram::setup(&loaded, kib << 10, || {
+            load_modules(&["zram".to_owned()], &[], "zram")
+        });
+    }
     seed_entropy();
     identity();
     hostname(&loaded);
@@ -448,12 +453,16 @@ fn base_config_problem(loaded: &Loaded, defaults: &Path) -> Option<String> {
     )
 }
 
-/// `MemTotal` of /proc/meminfo, in MiB.
-fn mem_total_mib() -> Option<u64> {
+/// `MemTotal` of /proc/meminfo, in KiB.
+fn mem_total_kib() -> Option<u64> {
     let text = fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `MemTotal` of /proc/meminfo, in MiB.
+fn mem_total_mib() -> Option<u64> {
+    mem_total_kib().map(|k| k / 1024)
 }
 
 /// A root shell on the console.

@@ -26,6 +26,7 @@ pub mod signals;
 pub mod state;
 pub mod supervisor;
 mod sys;
+pub mod zram;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The one place PID 1 needs `unsafe`: resetting the signal mask of a child between fork and
 //! exec, and the block-device ioctls (loop devices, partition re-read and resize, sector
-//! size) that neither std nor nix wraps. PID 1 blocks the signals it takes through its
+//! size) and swapon(2) that neither std nor nix wraps. PID 1 blocks the signals it takes through its
 //! signalfd, and a blocked mask survives execve(2) (signal(7)), so without the first every
 //! service would start deaf to SIGTERM.
 #![allow(unsafe_code)]
@@ -286,6 +286,20 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
             return Err(e);
         }
         filled += n.unsigned_abs();
+    }
+    Ok(())
+}
+
+/// `SWAP_FLAG_PREFER` of <sys/swap.h>: the low 15 bits of the flags are the priority.
+const SWAP_FLAG_PREFER: libc::c_int = 0x8000;
+
+/// swapon(2) of `path` (a device with a swap header) at `priority` (0–32767).
+pub fn swapon(path: &std::ffi::CStr, priority: u16) -> io::Result<()> {
+    let flags = SWAP_FLAG_PREFER | libc::c_int::from(priority & 0x7fff);
+    // SAFETY: a NUL-terminated path that outlives the call, and plain flags.
+    let ret = unsafe { libc::swapon(path.as_ptr(), flags) };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -59,7 +59,15 @@ fn bare_initrd(dir: &Path) -> PathBuf {
 
 /// Boots ros once; seconds from QEMU start to the ready line (None: degraded or timeout),
 /// and the MiB in use after ready.
-fn boot_ros(dir: &Path, slot: &Path, mem: u32, i: usize) -> (Option<f64>, Option<u64>) {
+/// Memory in use after ready, and swap in use (the zram swap init makes on small
+/// machines), in MiB, from `free -m`.
+#[derive(Clone, Copy, Debug)]
+struct Used {
+    mem: u64,
+    swap: u64,
+}
+
+fn boot_ros(dir: &Path, slot: &Path, mem: u32, i: usize) -> (Option<f64>, Option<Used>) {
     let state = dir.join(format!("state-{mem}-{i}.qcow2"));
     let _ = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
@@ -94,8 +102,14 @@ fn boot_ros(dir: &Path, slot: &Path, mem: u32, i: usize) -> (Option<f64>, Option
     let used = ready.and_then(|_| {
         let (_, out) = vm.sh("free -m", Duration::from_secs(60))?;
         // PID 1 shares the serial line: its lines may fall between the command's.
-        let mem = out.lines().find(|l| l.trim_start().starts_with("Mem:"))?;
-        mem.split_whitespace().nth(2)?.parse().ok()
+        let used = |label: &str| -> Option<u64> {
+            let line = out.lines().find(|l| l.trim_start().starts_with(label))?;
+            line.split_whitespace().nth(2)?.parse().ok()
+        };
+        Some(Used {
+            mem: used("Mem:")?,
+            swap: used("Swap:").unwrap_or(0),
+        })
     });
     (ready, used)
 }
@@ -136,12 +150,17 @@ fn boot_to_ready_against_the_bare_kernel() {
     }
     let mut smallest = None;
     for mem in [128, 160, 192, 256, 384] {
-        let (ready, _) = boot_ros(t.path(), &slot, mem, 99);
+        let (ready, used) = boot_ros(t.path(), &slot, mem, 99);
         eprintln!(
             "-m {mem}: {}",
-            ready.map_or("no ready line".to_string(), |s| format!(
-                "ready after {s:.1}s"
-            ))
+            match (ready, used) {
+                (Some(s), Some(u)) => format!(
+                    "ready after {s:.1}s; {} MiB in use, {} MiB in zram swap",
+                    u.mem, u.swap
+                ),
+                (Some(s), None) => format!("ready after {s:.1}s"),
+                _ => "no ready line".to_string(),
+            }
         );
         if ready.is_some() {
             smallest = Some(mem);
@@ -158,7 +177,9 @@ fn boot_to_ready_against_the_bare_kernel() {
     );
     println!(
         "| memory in use after ready (`free`) | {} MiB | | | small next to Debian's ~100 MiB |",
-        used.iter().max().map_or("?".into(), |u| u.to_string())
+        used.iter()
+            .max_by_key(|u| u.mem)
+            .map_or("?".into(), |u| format!("{} (+{} in swap)", u.mem, u.swap))
     );
     println!(
         "| smallest `-m` reaching ready (of 128/160/192/256/384) | {} | | | 128 |",

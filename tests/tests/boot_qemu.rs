@@ -5,7 +5,8 @@
 //! One boot sequence, many assertions per boot:
 //! 1. a blank disk listed in `ros.state.autoformat` becomes `ROS_STATE`; PID 1 left the
 //!    initramfs for a tmpfs root, mounted the kernel file systems (cgroup2 with its
-//!    controllers, /var/run → /run), loaded modules, bound the persistent paths, started
+//!    controllers, /var/run → /run), loaded modules (the images' tree), made the
+//!    `ros.zram` swap, bound the persistent paths, started
 //!    system-docker and the services, printed the ready line once (into the boot log too);
 //!    the OOM scores are PID 1's, the catalog's and Docker's default; a file is written;
 //!    `poweroff` ends QEMU cleanly;
@@ -128,7 +129,7 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
     let mut c = Checks::new(test);
 
     // 1. First boot: autoformat.
-    let cfg = config("ros.state.autoformat=[/dev/vda]", drives());
+    let cfg = config("ros.state.autoformat=[/dev/vda] ros.zram=64M", drives());
     let log1 = t.path().join("boot1.log");
     let mut machine_id = String::new();
     if let Some(mut vm) = boot(&mut c, &cfg, &log1, "first boot") {
@@ -308,6 +309,15 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             tun == "1",
             "modprobe loads a module from the images' tree",
             &tun,
+        );
+        // `ros.zram=64M`: init made a compressed swap in RAM of that size before the services.
+        let swaps = sh(&mut c, &mut vm, "tail -n +2 /proc/swaps", "swaps");
+        let zram: Vec<&str> = swaps.split_whitespace().collect();
+        c.check(
+            zram.first() == Some(&"/dev/zram0")
+                && zram.get(2).and_then(|k| k.parse::<u64>().ok()) == Some(64 * 1024 - 4),
+            "ros.zram=64M: /dev/zram0 is swap of 64 MiB",
+            &swaps,
         );
         let ps = sh(
             &mut c,
