@@ -172,6 +172,12 @@ impl ZramSize {
     pub const AUTO_BELOW_MIB: u64 = 512;
     /// The share of the memory `auto` and `on` use.
     pub const DEFAULT_PERCENT: u8 = 50;
+    /// The smallest size given in bytes that is taken (smaller is surely a mistake).
+    pub const MIN_BYTES: u64 = 1 << 20;
+    /// At most this many times the memory: zram's own table costs ~0.5% of its size in
+    /// RAM before anything is stored, so a mistyped unit (`64G` for `64M`) must not reach
+    /// the kernel.
+    pub const MAX_TIMES_MEMORY: u64 = 2;
 
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || {
@@ -187,31 +193,32 @@ impl ZramSize {
             "on" | "true" | "yes" => return Ok(ZramSize::Percent(Self::DEFAULT_PERCENT)),
             _ => {}
         }
-        if let Some(p) = t.strip_suffix('%') {
-            return match p.trim().parse::<u8>() {
-                Ok(n) if (1..=100).contains(&n) => Ok(ZramSize::Percent(n)),
+        let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(digits_end);
+        if digits.is_empty() {
+            return Err(bad());
+        }
+        let unit = unit.trim().to_ascii_uppercase();
+        if unit == "%" {
+            return match digits.parse::<u8>() {
+                Ok(0) => Ok(ZramSize::Off),
+                Ok(n) if n <= 100 => Ok(ZramSize::Percent(n)),
                 _ => Err(bad()),
             };
         }
-        let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-            Some(i) => t.split_at(i),
-            None => (t, ""),
-        };
-        let unit = unit.trim().to_ascii_uppercase();
-        let unit = unit
-            .strip_suffix("IB")
-            .or_else(|| unit.strip_suffix('B'))
-            .unwrap_or(&unit);
-        let shift = match unit {
+        let shift = match unit.as_str() {
             "" | "B" => 0,
-            "K" => 10,
-            "M" => 20,
-            "G" => 30,
+            "K" | "KB" | "KIB" => 10,
+            "M" | "MB" | "MIB" => 20,
+            "G" | "GB" | "GIB" => 30,
             _ => return Err(bad()),
         };
         let n: u64 = digits.parse().map_err(|_| bad())?;
         match n.checked_mul(1 << shift) {
             Some(0) => Ok(ZramSize::Off),
+            Some(bytes) if bytes < Self::MIN_BYTES => Err(format!(
+                "expected at least 1M of zram swap (or off), got {s:?}"
+            )),
             Some(bytes) => Ok(ZramSize::Bytes(bytes)),
             None => Err(bad()),
         }
@@ -230,6 +237,20 @@ impl ZramSize {
             ZramSize::Bytes(b) => Some(b),
         }
     }
+
+    /// The size for a machine with `mem_bytes`, refused (with why) when it is more than
+    /// [`Self::MAX_TIMES_MEMORY`] times the memory.
+    pub fn checked_bytes(self, mem_bytes: u64) -> Result<Option<u64>, String> {
+        match self.bytes(mem_bytes) {
+            Some(b) if b > mem_bytes.saturating_mul(Self::MAX_TIMES_MEMORY) => Err(format!(
+                "{} MiB is more than {} times this machine's {} MiB of memory",
+                b >> 20,
+                Self::MAX_TIMES_MEMORY,
+                mem_bytes >> 20
+            )),
+            other => Ok(other),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -246,15 +267,22 @@ mod tests {
         assert_eq!(ZramSize::parse("256M"), Ok(ZramSize::Bytes(256 << 20)));
         assert_eq!(ZramSize::parse("1GiB"), Ok(ZramSize::Bytes(1 << 30)));
         assert_eq!(ZramSize::parse("512 MB"), Ok(ZramSize::Bytes(512 << 20)));
-        assert_eq!(ZramSize::parse("4096"), Ok(ZramSize::Bytes(4096)));
+        assert_eq!(ZramSize::parse("1048576"), Ok(ZramSize::Bytes(1 << 20)));
+        assert_eq!(ZramSize::parse("0%"), Ok(ZramSize::Off));
+        assert_eq!(ZramSize::parse("0M"), Ok(ZramSize::Off));
+        let too_small = ZramSize::parse("4096").unwrap_err();
+        assert!(too_small.starts_with("expected at least 1M"), "{too_small}");
         for bad in [
             "",
             "big",
-            "0%",
             "101%",
             "12T",
             "-1M",
+            "+50%",
             "1.5G",
+            "256iB",
+            "M",
+            "%",
             "99999999999999999999G",
         ] {
             let e = ZramSize::parse(bad).unwrap_err();
@@ -266,6 +294,15 @@ mod tests {
         assert_eq!(ZramSize::Off.bytes(mib(100)), None);
         assert_eq!(ZramSize::Percent(25).bytes(mib(1000)), Some(mib(250)));
         assert_eq!(ZramSize::Bytes(mib(64)).bytes(mib(1000)), Some(mib(64)));
+        assert_eq!(
+            ZramSize::Bytes(mib(64)).checked_bytes(mib(200)),
+            Ok(Some(mib(64)))
+        );
+        assert_eq!(
+            ZramSize::Bytes(mib(64 << 10)).checked_bytes(mib(256)),
+            Err("65536 MiB is more than 2 times this machine's 256 MiB of memory".into())
+        );
+        assert_eq!(ZramSize::Off.checked_bytes(mib(256)), Ok(None));
     }
 
     #[test]

@@ -748,10 +748,9 @@ impl Walker<'_> {
                 }
                 "environment" => r.environment = Some(self.text_map(n, p)?),
                 "zram" => {
-                    r.zram = Some(self.checked_text(n, p, |s| {
-                        ZramSize::parse(s)?;
-                        SingleLine::parse(s)
-                    })?)
+                    let text = self.scalar_text(n, p)?;
+                    ZramSize::parse(text.as_str()).map_err(|m| self.err(n.pos, p, m))?;
+                    r.zram = Some(text);
                 }
                 "state" => r.state = Some(self.raw_map(n, p)?),
                 "upgrade" => r.upgrade = Some(self.raw_map(n, p)?),

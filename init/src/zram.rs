@@ -13,35 +13,34 @@ use std::path::Path;
 
 use ros_cloud_config::load::Loaded;
 use ros_cloud_config::types::ZramSize;
-use serde_json::Value;
 
 const DEVICE: &str = "/dev/zram0";
 const SYSFS: &str = "/sys/block/zram0";
-/// Above any swap on a disk (`mounts:`), whose priority the kernel makes negative.
+/// Above a swap on a disk (`mounts:`) given no `pri=`, which the kernel makes negative.
 const PRIORITY: u16 = 100;
 
-/// The setting in the config: `ros.zram` (a string, a boolean or a number of bytes).
+/// The setting in the config: `ros.zram` (validated config holds it as text).
 pub fn setting(loaded: &Loaded) -> Result<ZramSize, String> {
-    match loaded.ros("zram") {
-        None | Some(Value::Null) => Ok(ZramSize::Auto),
-        Some(Value::String(s)) => ZramSize::parse(s),
-        Some(v @ (Value::Bool(_) | Value::Number(_))) => ZramSize::parse(&v.to_string()),
-        Some(v) => Err(format!("expected a string, got {v}")),
-    }
+    loaded
+        .ros_str("zram")
+        .map_or(Ok(ZramSize::Auto), ZramSize::parse)
 }
 
-/// Sets up the swap `ros.zram` asks for on a machine with `mem_bytes` of memory; says why
-/// not when it cannot (a bad setting falls back to `auto`).
+/// Sets up the swap `ros.zram` asks for on a machine with `mem_bytes` of memory; says on
+/// the console why not when the setting is bad (it falls back to `auto`) or, unless it
+/// was `auto`, when the swap cannot be made.
 pub fn setup(loaded: &Loaded, mem_bytes: u64, load_module: impl FnOnce()) {
-    let size = match setting(loaded) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::boot::console(&format!("ros: ros.zram: {e}; using auto"));
-            ZramSize::Auto
-        }
-    };
+    let mut size = setting(loaded).unwrap_or_else(|e| {
+        crate::boot::console(&format!("ros: ros.zram: {e}; using auto"));
+        ZramSize::Auto
+    });
+    let bytes = size.checked_bytes(mem_bytes).unwrap_or_else(|e| {
+        crate::boot::console(&format!("ros: ros.zram: {e}; using auto"));
+        size = ZramSize::Auto;
+        size.bytes(mem_bytes)
+    });
     let mem_mib = mem_bytes >> 20;
-    let Some(bytes) = size.bytes(mem_bytes) else {
+    let Some(bytes) = bytes else {
         log::info!("zram swap: none ({mem_mib} MiB of memory, ros.zram {size:?})");
         return;
     };
@@ -58,7 +57,7 @@ pub fn setup(loaded: &Loaded, mem_bytes: u64, load_module: impl FnOnce()) {
             bytes >> 20
         ),
         Err(e) => {
-            let line = format!("ros: zram swap of {} MiB: {e}", bytes >> 20);
+            let line = format!("ros: ros.zram: a swap of {} MiB: {e}", bytes >> 20);
             if size == ZramSize::Auto {
                 log::warn!("{line}");
             } else {
@@ -82,14 +81,20 @@ fn enable(bytes: u64) -> Result<(), String> {
     if !Path::new(SYSFS).exists() {
         return Err(format!("no {SYSFS} (the zram module did not load)"));
     }
-    fs::write(format!("{SYSFS}/disksize"), bytes.to_string())
-        .map_err(|e| format!("{SYSFS}/disksize: {e}"))?;
-    let page = page_size();
+    // /dev/urandom: the label's UUID is no secret, and this never waits for entropy.
     let mut uuid = [0u8; 16];
     if let Ok(mut f) = fs::File::open("/dev/urandom") {
         let _ = f.read_exact(&mut uuid);
     }
-    let header = swap_header(bytes, page, uuid).ok_or("too small for swap")?;
+    let header = swap_header(bytes, page_size(), uuid).ok_or("fewer than ten pages")?;
+    // A device set up before (and not swap, see the caller) is reset to take a new size.
+    let disksize = format!("{SYSFS}/disksize");
+    if fs::read_to_string(&disksize).is_ok_and(|s| s.trim() != "0") {
+        fs::write(format!("{SYSFS}/reset"), "1").map_err(|e| {
+            format!("{DEVICE} is set up already and cannot be reset ({SYSFS}/reset: {e})")
+        })?;
+    }
+    fs::write(&disksize, bytes.to_string()).map_err(|e| format!("{disksize}: {e}"))?;
     fs::OpenOptions::new()
         .write(true)
         .open(DEVICE)
@@ -151,19 +156,15 @@ mod tests {
     }
 
     #[test]
-    fn the_setting_takes_strings_booleans_and_numbers() {
-        let loaded = |v: Value| Loaded {
+    fn the_setting_is_the_validated_text() {
+        let loaded = |v: &str| Loaded {
             value: serde_json::json!({"ros": {"zram": v}}),
             ..Loaded::default()
         };
         assert_eq!(setting(&Loaded::default()), Ok(ZramSize::Auto));
-        assert_eq!(
-            setting(&loaded("64M".into())),
-            Ok(ZramSize::Bytes(64 << 20))
-        );
-        assert_eq!(setting(&loaded(false.into())), Ok(ZramSize::Off));
-        assert_eq!(setting(&loaded(true.into())), Ok(ZramSize::Percent(50)));
-        assert_eq!(setting(&loaded(8192.into())), Ok(ZramSize::Bytes(8192)));
-        assert!(setting(&loaded(serde_json::json!([1]))).is_err());
+        assert_eq!(setting(&loaded("64M")), Ok(ZramSize::Bytes(64 << 20)));
+        assert_eq!(setting(&loaded("false")), Ok(ZramSize::Off));
+        assert_eq!(setting(&loaded("true")), Ok(ZramSize::Percent(50)));
+        assert!(setting(&loaded("lots")).is_err());
     }
 }

@@ -57,8 +57,6 @@ fn bare_initrd(dir: &Path) -> PathBuf {
     out
 }
 
-/// Boots ros once; seconds from QEMU start to the ready line (None: degraded or timeout),
-/// and the MiB in use after ready.
 /// Memory in use after ready, and swap in use (the zram swap init makes on small
 /// machines), in MiB, from `free -m`.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +65,8 @@ struct Used {
     swap: u64,
 }
 
+/// Boots ros once; seconds from QEMU start to the ready line (None: degraded or timeout),
+/// and the memory in use after ready.
 fn boot_ros(dir: &Path, slot: &Path, mem: u32, i: usize) -> (Option<f64>, Option<Used>) {
     let state = dir.join(format!("state-{mem}-{i}.qcow2"));
     let _ = Command::new("qemu-img")
@@ -179,7 +179,7 @@ fn boot_to_ready_against_the_bare_kernel() {
         "| memory in use after ready (`free`) | {} MiB | | | small next to Debian's ~100 MiB |",
         used.iter()
             .max_by_key(|u| u.mem)
-            .map_or("?".into(), |u| format!("{} (+{} in swap)", u.mem, u.swap))
+            .map_or("?".into(), |u| u.mem.to_string())
     );
     println!(
         "| smallest `-m` reaching ready (of 128/160/192/256/384) | {} | | | 128 |",
