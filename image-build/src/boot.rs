@@ -19,6 +19,7 @@ use crate::spec::{Boot, Plan, BOOT_BASE_LAYER};
 use crate::store::Outcome;
 use crate::tree::{Entry, Tree};
 use sha2::{Digest, Sha256};
+use system_docker::image::ImageStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -114,6 +115,59 @@ pub struct Inputs<'a> {
     pub store: Option<(&'a Path, String)>,
     /// Why the store was not built, when it was not.
     pub store_skipped: Option<&'a str>,
+}
+
+/// The paths (relative to the store's root, as init sees it mounted) of the files `wanted`
+/// names (`(image, /path)`): each in the top-most layer of its image that has it.
+fn prefetch_list(
+    store: &Path,
+    scratch: &Path,
+    plan: &Plan,
+    wanted: &[(String, String)],
+) -> Result<Vec<String>, BootError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The built store is read-only from here: opened as a read-only store beside an empty
+    // writable one, as system-docker opens it on a host.
+    let own = scratch.join(format!("prefetch-store-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&own);
+    let unsupported = |m: String| BootError::Unsupported(format!("boot: prefetch: {m}"));
+    let result = (|| {
+        let images = ImageStore::open(&own, &[store.to_path_buf()])
+            .map_err(|e| unsupported(format!("{}: {e}", store.display())))?;
+        let mut out = Vec::new();
+        for (name, path) in wanted {
+            let tag = plan
+                .images
+                .iter()
+                .find(|i| &i.name == name)
+                .map(|i| i.tag.clone())
+                .ok_or_else(|| unsupported(format!("{name} is not an image of the spec")))?;
+            let image = images
+                .get(&tag)
+                .map_err(|e| unsupported(format!("{tag}: {e}")))?;
+            let layers = images
+                .layer_paths(&image)
+                .map_err(|e| unsupported(format!("{tag}: {e}")))?;
+            let rel = path.trim_start_matches('/');
+            let found = layers
+                .iter()
+                .map(|l| l.join(rel))
+                .find(|f| f.symlink_metadata().is_ok())
+                .ok_or_else(|| unsupported(format!("{tag} has no {path}")))?;
+            if !found.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                return Err(unsupported(format!("{tag}: {path} is not a regular file")));
+            }
+            let in_store = found
+                .strip_prefix(store)
+                .map_err(|_| unsupported(format!("{tag}: {path} is not in {}", store.display())))?;
+            out.push(in_store.to_string_lossy().into_owned());
+        }
+        Ok(out)
+    })();
+    let _ = fs::remove_dir_all(&own);
+    result
 }
 
 /// The files of a module directory shipping `shipped`: the module files, and the index
@@ -299,6 +353,18 @@ pub fn build(i: &Inputs) -> Result<BootReport, BootError> {
         &load,
         &system_load,
     );
+
+    if let Some((store, _)) = &i.store {
+        let list = prefetch_list(store, &i.cache.join("tmp"), plan, &i.boot.prefetch)?;
+        let mut text = String::from(
+            "# Files of images.sqfs init reads ahead at boot (image-build: boot.prefetch)\n",
+        );
+        for l in &list {
+            text.push_str(l);
+            text.push('\n');
+        }
+        tree.insert(initrd::PREFETCH, Entry::file(text.into_bytes(), 0o644));
+    }
 
     fs::create_dir_all(i.out).map_err(io_err(i.out))?;
     let entries = initrd::entries(&tree);

@@ -10,6 +10,7 @@
 //! - `/usr/share/ros/modules-boot` (modules init loads before it looks for disks, in order),
 //!   `/usr/share/ros/modules-system` (those it loads once the images, which hold the rest of
 //!   the modules, and the state partition are mounted), `/usr/share/ros/kernel-release`
+//! - `/usr/share/ros/prefetch`: files of `images.sqfs` init reads ahead (`boot.prefetch`)
 //! - `/dev/console` (so PID 1 has a console even before it mounts devtmpfs)
 
 use std::fs;
@@ -265,6 +266,10 @@ pub fn entries(tree: &Tree) -> Vec<cpio::Entry> {
     ));
     out
 }
+
+/// The files of `images.sqfs` init reads into the page cache while it boots; init's
+/// `PREFETCH` (init/src/prefetch.rs) reads it.
+pub const PREFETCH: &str = "usr/share/ros/prefetch";
 
 /// The initrd's last entry; init's `INITRD_COMPLETE` (init/src/boot.rs) looks for it.
 pub const INITRD_COMPLETE: &str = "usr/share/ros/initrd-complete";

@@ -62,6 +62,8 @@ pub struct BootFile {
     pub packages: Vec<String>,
     #[serde(default)]
     pub preload: Vec<String>,
+    #[serde(default)]
+    pub prefetch: Vec<String>,
 }
 
 /// A layer or an image (an image is a layer plus a container config; the config keys are
@@ -197,6 +199,9 @@ pub struct Boot {
     /// Images of the spec whose archives the disk images and the ISO carry in
     /// `preload/docker/`, for the user engine to load at first boot.
     pub preload: Vec<String>,
+    /// Files of images (`image:/path`) init reads into the page cache in the background
+    /// while the boot goes on, when memory allows: the big programs the last services start.
+    pub prefetch: Vec<(String, String)>,
 }
 
 /// The layer whose contents the initrd starts from.
@@ -418,6 +423,15 @@ fn validate(file: SpecFile, files_root: &Path, version: Option<&str>) -> Result<
             if let Some(p) = b.preload.iter().find(|p| !file.images.contains_key(*p)) {
                 return Err(format!("boot: preload: {p:?} is not an image of the spec"));
             }
+            for p in &b.prefetch {
+                let image = p.split_once(':').map_or("", |(i, _)| i);
+                if !file.images.contains_key(image) {
+                    return Err(format!(
+                        "boot: prefetch: {p:?} does not start with an image of the spec \
+                         (image:/path)"
+                    ));
+                }
+            }
             Some(boot(b).map_err(|e| format!("boot: {e}"))?)
         }
         None => None,
@@ -500,6 +514,20 @@ fn boot(b: &BootFile) -> Result<Boot, String> {
         system_load,
         packages,
         preload: b.preload.clone(),
+        prefetch: b
+            .prefetch
+            .iter()
+            .map(|p| match p.split_once(':') {
+                Some((image, path))
+                    if path.starts_with('/') && !path.split('/').any(|c| c == ".." || c == ".") =>
+                {
+                    Ok((image.to_owned(), path.to_owned()))
+                }
+                _ => Err(format!(
+                    "prefetch: expected image:/absolute/path, got {p:?}"
+                )),
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -689,6 +717,7 @@ boot:
   system_modules: [bridge, virtio-net]
   system_load: [virtio_net, ext4]
   packages: [e2fsprogs]
+  prefetch: [one:/usr/bin/x]
 ";
 
     fn with_base(extra: &str) -> String {
@@ -705,6 +734,7 @@ boot:
         assert_eq!(boot.system_modules, ["bridge", "virtio_net"]);
         assert_eq!(boot.system_load, ["virtio_net", "ext4"]);
         assert_eq!(boot.packages, ["e2fsprogs"]);
+        assert_eq!(boot.prefetch, [("one".to_owned(), "/usr/bin/x".to_owned())]);
         assert!(parse(MINIMAL).unwrap().boot.is_none());
     }
 
@@ -728,6 +758,18 @@ boot:
             (
                 BOOT.replace("linux-image-amd64", "Linux"),
                 "not a Debian package",
+            ),
+            (
+                BOOT.replace("one:/usr/bin/x", "two:/usr/bin/x"),
+                "does not start with an image of the spec",
+            ),
+            (
+                BOOT.replace("one:/usr/bin/x", "one:usr/bin/x"),
+                "expected image:/absolute/path",
+            ),
+            (
+                BOOT.replace("one:/usr/bin/x", "one:/usr/../x"),
+                "expected image:/absolute/path",
             ),
         ];
         for (extra, want) in cases {

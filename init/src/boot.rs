@@ -371,6 +371,7 @@ pub fn boot() -> Booted {
         }
     };
     if let Some(dir) = &images {
+        crate::prefetch::start(dir);
         match use_images_modules(dir) {
             Ok(()) => log::info!("kernel modules: /lib/modules from the system images"),
             Err(e) => console(&format!(

@@ -22,6 +22,7 @@ pub mod kmod;
 mod logger;
 pub mod plan;
 pub mod power_button;
+pub mod prefetch;
 pub mod signals;
 pub mod state;
 pub mod supervisor;

@@ -6,7 +6,7 @@
 //! 1. a blank disk listed in `ros.state.autoformat` becomes `ROS_STATE`; PID 1 left the
 //!    initramfs for a tmpfs root, mounted the kernel file systems (cgroup2 with its
 //!    controllers, /var/run → /run), loaded modules (the images' tree), made the
-//!    `ros.zram` swap, bound the persistent paths, started
+//!    `ros.zram` swap, read the engine's programs ahead, bound the persistent paths, started
 //!    system-docker and the services, printed the ready line once (into the boot log too);
 //!    the OOM scores are PID 1's, the catalog's and Docker's default; a file is written;
 //!    `poweroff` ends QEMU cleanly;
@@ -318,6 +318,23 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
                 && zram.get(2).and_then(|k| k.parse::<u64>().ok()) == Some(64 * 1024 - 4),
             "ros.zram=64M: /dev/zram0 is swap of 64 MiB",
             &swaps,
+        );
+        // The engine's programs were read ahead while the boot went on (a 1 GiB machine has
+        // the memory to spare).
+        let prefetch = sh(
+            &mut c,
+            &mut vm,
+            "grep -o 'prefetch: read [0-9]* MiB of 2 file' /var/log/boot/init.log",
+            "prefetch",
+        );
+        c.check(
+            prefetch
+                .split_whitespace()
+                .nth(2)
+                .and_then(|m| m.parse::<u64>().ok())
+                .is_some_and(|m| m >= 50),
+            "init read the engine's programs ahead (boot.prefetch)",
+            &prefetch,
         );
         let ps = sh(
             &mut c,
