@@ -454,11 +454,18 @@ fn base_config_problem(loaded: &Loaded, defaults: &Path) -> Option<String> {
     )
 }
 
+/// A line of /proc/meminfo (`MemTotal`, `MemAvailable`), in KiB.
+pub(crate) fn meminfo_kib(key: &str) -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// `MemTotal` of /proc/meminfo, in KiB.
 fn mem_total_kib() -> Option<u64> {
-    let text = fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    meminfo_kib("MemTotal")
 }
 
 /// `MemTotal` of /proc/meminfo, in MiB.

@@ -248,6 +248,25 @@ fn qcow2_bios_nocloud_ssh_and_a_second_boot() {
         "boot 1: docker run --rm of the preloaded image prints its greeting",
         &hello,
     );
+    // A published port on a user-defined network: the engine's iptables rules for it (DNAT,
+    // the embedded DNS's port rules) need xt_tcpudp and xt_nat from the images' modules.
+    let web = on(
+        port,
+        &key,
+        &format!(
+            "docker network create rostest >/dev/null && \
+             docker run -d --name web --network rostest -p 8080:8080 --entrypoint /bin/busybox \
+             ros/hello:{version} httpd -f -p 8080 -h /etc >/dev/null && \
+             for i in 1 2 3 4 5 6 7 8 9 10; do \
+             wget -qO- http://127.0.0.1:8080/os-release && break; sleep 1; done; \
+             docker rm -f web >/dev/null; docker network rm rostest >/dev/null"
+        ),
+    );
+    c.check(
+        web.stdout.contains("ID=ros"),
+        "boot 1: docker run -p on a user-defined network serves on the published port",
+        &web,
+    );
     let f = on(
         port,
         &key,
