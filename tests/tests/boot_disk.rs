@@ -61,8 +61,26 @@ fn boot(c: &mut Checks, cfg: &VmConfig, log: &Path, what: &str) -> Option<Vm> {
 }
 
 /// Runs `cmd` over SSH as rancher.
+/// `cmd` over SSH as rancher. A connection that sshd did not take (QEMU's forward reached
+/// the guest but nothing answered on port 22: sshd restarting) is made again for a while,
+/// as a user would; anything from the command itself is returned as it is.
 fn on(port: u16, key: &Path, cmd: &str) -> Output {
-    ssh(port, key, "rancher", cmd, CMD)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = ssh(port, key, "rancher", cmd, CMD);
+        let refused = out.code() == Some(255)
+            && [
+                "kex_exchange_identification",
+                "Connection refused",
+                "Connection reset",
+            ]
+            .iter()
+            .any(|m| out.stderr.contains(m));
+        if !refused || Instant::now() >= deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// `sudo poweroff` over SSH; QEMU must end by itself. SSH is tried again while it cannot
