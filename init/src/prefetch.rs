@@ -1,10 +1,10 @@
 //! Reading ahead: the files `/usr/share/ros/prefetch` names (paths in the system images,
 //! written by image-build from `boot.prefetch`: the user engine's programs) are read into
 //! the page cache by a background thread, from the moment the images are mounted, while
-//! init and the first services start. At the normal CPU priority: at the lowest, under TCG,
-//! the read took three times as long and ended after the engine had started. The engine, started last,
-//! then finds its ~120 MB of programs in memory instead of paging them in from the
-//! compressed images beside everything else starting.
+//! init and the first services start. The engine, started last, then finds its ~120 MB of
+//! programs in memory instead of paging them in from the compressed images beside
+//! everything else starting. The thread runs at the normal CPU priority: at the lowest,
+//! under TCG, the read took three times as long and ended after the engine had started.
 //!
 //! Only when memory allows: the files must fit four times over in `MemAvailable`, or they
 //! would push out what the boot itself needs (on a small machine they are paged in on

@@ -4,7 +4,7 @@
 //! On a small machine the engines' programs, heaps and the tmpfs root do not all fit in
 //! memory at once, and without swap the kernel can only drop program pages and read them
 //! in again (from the images, over and over) or kill. Swapped to zram, the cold pages of
-//! every process and of the tmpfs root are kept compressed, in about a third of the space.
+//! every process and of the tmpfs root are kept compressed (2.2:1 measured at `-m 160`).
 //! Set up by PID 1 once the system modules are loaded, before any service starts.
 
 use std::fs;
