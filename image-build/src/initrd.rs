@@ -1,7 +1,7 @@
-//! The initrd: a newc cpio of a file tree (see [`crate::cpio`]), zstd-compressed (gzip when
-//! the kernel cannot unpack zstd), and the pieces of its tree that are not packages: our
-//! binaries, the shipped config, the directories init mounts on, the module list init
-//! loads.
+//! The initrd: a newc cpio of a file tree (see [`crate::cpio`]), zstd-compressed (by the
+//! zstd program; gzip when the kernel cannot unpack zstd), and the pieces of its tree that
+//! are not packages: our binaries, the shipped config, the directories init mounts on, the
+//! module list init loads.
 //!
 //! Layout (besides the `base` layer, the boot packages and the modules):
 //! - `/init` → `usr/bin/ros`; `/sbin/{init,halt,reboot,poweroff,shutdown}` → `../usr/bin/ros`
@@ -16,7 +16,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::cpio::{self, Kind};
 use crate::tree::{Entry, Node, Tree};
@@ -40,6 +40,10 @@ pub enum InitrdError {
     },
     #[error("{path}: not a zstd, gzip or uncompressed newc cpio archive")]
     Format { path: PathBuf },
+    #[error("cannot run zstd (install zstd): {0}")]
+    ZstdMissing(io::Error),
+    #[error("zstd failed ({status}): {stderr}")]
+    Zstd { status: String, stderr: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InitrdError + '_ {
@@ -285,11 +289,7 @@ pub fn write(
     let mtime = u32::try_from(mtime).unwrap_or(u32::MAX);
     let (raw, size) = cpio::write(Vec::new(), entries, mtime).map_err(io_err(path))?;
     let packed = match compression {
-        // Only ruzstd's fastest level is implemented; it is about zstd's level 1.
-        Compression::Zstd => ruzstd::encoding::compress_to_vec(
-            raw.as_slice(),
-            ruzstd::encoding::CompressionLevel::Fastest,
-        ),
+        Compression::Zstd => zstd(&raw)?,
         Compression::Gzip => {
             let mut gz = flate2::GzBuilder::new()
                 .mtime(0)
@@ -302,6 +302,40 @@ pub fn write(
     fs::write(&tmp, packed).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     Ok(size)
+}
+
+/// The zstd level of the initrd. The kernel unpacks level 9 as fast as level 1 (~1.5 s for
+/// 33 MiB under TCG, both) into 40% less: 10.9 MB against 18.0 (ruzstd's only level, about
+/// zstd's 1), and the compressed initrd is held in RAM until it is unpacked. Level 19 is
+/// smaller again (9.7 MB) but its 8 MiB window unpacked slower.
+const ZSTD_LEVEL: &str = "-9";
+
+/// Compresses `raw` with the zstd program: one thread (the same bytes from every build),
+/// with a checksum the kernel verifies.
+fn zstd(raw: &[u8]) -> Result<Vec<u8>, InitrdError> {
+    let mut child = Command::new("zstd")
+        .args([ZSTD_LEVEL, "-T1", "--check", "-q", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(InitrdError::ZstdMissing)?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // Fed from a thread: zstd writes while it reads, and both pipes are bounded.
+    let out = std::thread::scope(|s| {
+        let feeder = s.spawn(move || stdin.write_all(raw));
+        let out = child.wait_with_output();
+        (feeder.join(), out)
+    });
+    let (fed, out) = out;
+    let out = out.map_err(InitrdError::ZstdMissing)?;
+    if !out.status.success() || !matches!(fed, Ok(Ok(()))) {
+        return Err(InitrdError::Zstd {
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(out.stdout)
 }
 
 /// Reads an initrd back: decompresses it (zstd, gzip or none, by its magic) and parses the
