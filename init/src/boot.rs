@@ -416,6 +416,11 @@ pub fn boot() -> Booted {
         crate::zram::setup(&loaded, kib << 10, || {
             load_modules(&["zram".to_owned()], &[], "zram")
         });
+        let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        match crate::thp::setup(&cmdline, kib) {
+            Ok(o) => log::info!("transparent huge pages: {o}"),
+            Err(e) => log::warn!("transparent huge pages: {e}"),
+        }
     }
     seed_entropy();
     identity();

@@ -27,6 +27,7 @@ pub mod signals;
 pub mod state;
 pub mod supervisor;
 mod sys;
+pub mod thp;
 pub mod zram;
 
 use std::os::unix::process::CommandExt;

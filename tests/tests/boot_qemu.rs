@@ -6,7 +6,8 @@
 //! 1. a blank disk listed in `ros.state.autoformat` becomes `ROS_STATE`; PID 1 left the
 //!    initramfs for a tmpfs root, mounted the kernel file systems (cgroup2 with its
 //!    controllers, /var/run → /run), loaded modules (the images' tree), made the
-//!    `ros.zram` swap, read the engine's programs ahead, bound the persistent paths, started
+//!    `ros.zram` swap, turned transparent huge pages off (and the memory kept free for
+//!    them back), read the engine's programs ahead, bound the persistent paths, started
 //!    system-docker and the services, printed the ready line once (into the boot log too);
 //!    the OOM scores are PID 1's, the catalog's and Docker's default; a file is written;
 //!    `poweroff` ends QEMU cleanly;
@@ -18,7 +19,8 @@
 //!    the boot ends `ros: degraded:` naming the service at `ros.boot_timeout`; the ACPI
 //!    power button (QMP `system_powerdown`) powers it off;
 //! 4. a 64 MiB state partition made for an 80 MiB disk image, on a 1 GiB disk, grows with
-//!    its file system to fill it, keeping its data; `reboot` ends QEMU.
+//!    its file system to fill it, keeping its data; `transparent_hugepage=madvise` on the
+//!    command line is kept; `reboot` ends QEMU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -319,6 +321,24 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             "ros.zram=64M: /dev/zram0 is swap of 64 MiB",
             &swaps,
         );
+        // Transparent huge pages are off by default, and the memory khugepaged keeps free
+        // for them is given back (the kernel's own minimum for 1 GiB is ~4 MiB, not 44).
+        let thp = sh(
+            &mut c,
+            &mut vm,
+            "cat /sys/kernel/mm/transparent_hugepage/enabled /proc/sys/vm/min_free_kbytes",
+            "thp",
+        );
+        c.check(
+            thp.contains("[never]")
+                && thp
+                    .lines()
+                    .last()
+                    .and_then(|l| l.trim().parse::<u64>().ok())
+                    .is_some_and(|k| k < 8192),
+            "transparent huge pages off, vm.min_free_kbytes the kernel's own",
+            &thp,
+        );
         // The engine's programs were read ahead while the boot went on (a 1 GiB machine has
         // the memory to spare).
         let prefetch = sh(
@@ -510,7 +530,10 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
     }
     // 4. A disk image's small state partition on a bigger disk grows to fill it.
     let grow = grow_disk(t.path());
-    let cfg = config("", vec![Drive::raw(&grow), Drive::raw(&slot).read_only()]);
+    let cfg = config(
+        "transparent_hugepage=madvise",
+        vec![Drive::raw(&grow), Drive::raw(&slot).read_only()],
+    );
     let log4 = t.path().join("boot4.log");
     if let Some(mut vm) = boot(&mut c, &cfg, &log4, "grow boot") {
         c.check(
@@ -531,6 +554,18 @@ fn pid1_boots_formats_state_persists_and_powers_off() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         c.check(mb > 900, "the file system fills the 1 GiB disk", &size);
+        // The kernel command line's choice of transparent huge pages is kept.
+        let thp = sh(
+            &mut c,
+            &mut vm,
+            "cat /sys/kernel/mm/transparent_hugepage/enabled",
+            "thp",
+        );
+        c.check(
+            thp.contains("[madvise]"),
+            "transparent_hugepage=madvise on the command line is kept",
+            &thp,
+        );
         shut_down(&mut c, &mut vm, "reboot", "grow boot");
     }
     c.finish_with(|| {
