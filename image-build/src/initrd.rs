@@ -40,10 +40,10 @@ pub enum InitrdError {
     },
     #[error("{path}: not a zstd, gzip or uncompressed newc cpio archive")]
     Format { path: PathBuf },
-    #[error("cannot run zstd (install zstd): {0}")]
-    ZstdMissing(io::Error),
-    #[error("zstd failed ({status}): {stderr}")]
-    Zstd { status: String, stderr: String },
+    #[error("zstd is not installed (the initrd is compressed with it): install zstd")]
+    ZstdMissing,
+    #[error("zstd: {0}")]
+    Zstd(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> InitrdError + '_ {
@@ -304,14 +304,14 @@ pub fn write(
     Ok(size)
 }
 
-/// The zstd level of the initrd. The kernel unpacks level 9 as fast as level 1 (~1.5 s for
-/// 33 MiB under TCG, both) into 40% less: 10.9 MB against 18.0 (ruzstd's only level, about
-/// zstd's 1), and the compressed initrd is held in RAM until it is unpacked. Level 19 is
-/// smaller again (9.7 MB) but its 8 MiB window unpacked slower.
+/// The zstd level of the initrd. The kernel unpacks level 9 about as fast as level 1 (1.6 s
+/// against 1.2-1.5 s for 33 MiB under TCG) into 40% less: 10.9 MB against 18.0 (ruzstd's
+/// only level, about zstd's 1), and the compressed initrd is held in RAM until it is
+/// unpacked. Level 19 is smaller again (9.7 MB) but its 8 MiB window unpacked slower.
 const ZSTD_LEVEL: &str = "-9";
 
-/// Compresses `raw` with the zstd program: one thread (the same bytes from every build),
-/// with a checksum the kernel verifies.
+/// Compresses `raw` with the zstd program: one thread (a given zstd makes the same bytes
+/// from every build), with a checksum the kernel verifies.
 fn zstd(raw: &[u8]) -> Result<Vec<u8>, InitrdError> {
     let mut child = Command::new("zstd")
         .args([ZSTD_LEVEL, "-T1", "--check", "-q", "-c"])
@@ -319,23 +319,32 @@ fn zstd(raw: &[u8]) -> Result<Vec<u8>, InitrdError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(InitrdError::ZstdMissing)?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => InitrdError::ZstdMissing,
+            _ => InitrdError::Zstd(format!("cannot start it: {e}")),
+        })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     // Fed from a thread: zstd writes while it reads, and both pipes are bounded.
-    let out = std::thread::scope(|s| {
+    let (fed, out) = std::thread::scope(|s| {
         let feeder = s.spawn(move || stdin.write_all(raw));
         let out = child.wait_with_output();
         (feeder.join(), out)
     });
-    let (fed, out) = out;
-    let out = out.map_err(InitrdError::ZstdMissing)?;
-    if !out.status.success() || !matches!(fed, Ok(Ok(()))) {
-        return Err(InitrdError::Zstd {
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+    let out = out.map_err(|e| InitrdError::Zstd(format!("waiting for it: {e}")))?;
+    if !out.status.success() {
+        return Err(InitrdError::Zstd(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
-    Ok(out.stdout)
+    match fed {
+        Ok(Ok(())) => Ok(out.stdout),
+        Ok(Err(e)) => Err(InitrdError::Zstd(format!("writing the cpio to it: {e}"))),
+        Err(_) => Err(InitrdError::Zstd(
+            "the thread writing to it panicked".into(),
+        )),
+    }
 }
 
 /// Reads an initrd back: decompresses it (zstd, gzip or none, by its magic) and parses the

@@ -417,7 +417,7 @@ pub fn boot() -> Booted {
             load_modules(&["zram".to_owned()], &[], "zram")
         });
         let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        match crate::thp::setup(&cmdline, kib) {
+        match crate::thp::setup(&crate::thp::KERNEL, &cmdline, kib) {
             Ok(o) => log::info!("transparent huge pages: {o}"),
             Err(e) => log::warn!("transparent huge pages: {e}"),
         }

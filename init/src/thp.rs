@@ -2,14 +2,15 @@
 //!
 //! Debian's kernel turns them on for every process (`always`), and with them on,
 //! khugepaged raises `vm.min_free_kbytes` so that 2 MiB pages can be assembled: to 44 MiB
-//! on a 1 GiB machine (5% of the memory on small ones) against the kernel's own 3.9 MiB.
+//! on a 1 GiB machine (5% of the memory on small ones) against the kernel's own 3.8 MiB.
 //! Memory kept free is memory neither the page cache nor a workload can have. Measured at
 //! `-m 1024` once the engine answered: MemAvailable 698 MiB with them, 837 without; and the
 //! engine's Go heaps took 7 MiB more in huge pages.
 //!
 //! Turned off, this kernel puts `vm.min_free_kbytes` back itself; where it is still above
-//! the kernel's own value after that, PID 1 writes that value. `transparent_hugepage=always`
-//! (or `madvise`) on the kernel command line is the way back: then nothing here changes.
+//! the kernel's own value after that, PID 1 writes that value (not when the command line
+//! set it: `sysctl.vm.min_free_kbytes=`). `transparent_hugepage=always` (or `madvise`) on
+//! the kernel command line is the way back: then nothing here changes.
 //! Set up by PID 1 before any service starts.
 
 use std::fs;
@@ -63,35 +64,62 @@ pub fn chosen(cmdline: &str) -> Option<&str> {
         .next_back()
 }
 
+/// Whether a kernel command line sets `vm.min_free_kbytes` itself (`sysctl.vm.min_free_kbytes=`,
+/// or with `/` for the dots): the kernel applies that before PID 1 starts, and it stays.
+pub fn sets_min_free(cmdline: &str) -> bool {
+    cmdline.split_whitespace().any(|w| {
+        w.strip_prefix("sysctl.")
+            .or_else(|| w.strip_prefix("sysctl/"))
+            .and_then(|r| r.split_once('='))
+            .is_some_and(|(key, _)| key.replace('/', ".") == "vm.min_free_kbytes")
+    })
+}
+
+/// Where the settings are: the kernel's, or a test's files.
+pub struct Knobs<'a> {
+    pub enabled: &'a str,
+    pub min_free_kbytes: &'a str,
+}
+
+/// The kernel's settings.
+pub const KERNEL: Knobs<'static> = Knobs {
+    enabled: ENABLED,
+    min_free_kbytes: MIN_FREE_KBYTES,
+};
+
 /// Turns transparent huge pages off unless `cmdline` chose, and puts `vm.min_free_kbytes`
-/// back to the kernel's own value for `mem_kib` of memory when khugepaged raised it.
-pub fn setup(cmdline: &str, mem_kib: u64) -> Result<Outcome, String> {
+/// back to the kernel's own value for `mem_kib` of memory when it is still above it (unless
+/// `cmdline` set it).
+pub fn setup(knobs: &Knobs, cmdline: &str, mem_kib: u64) -> Result<Outcome, String> {
     if let Some(v) = chosen(cmdline) {
         return Ok(Outcome::Chosen(v.to_owned()));
     }
-    let Ok(now) = fs::read_to_string(ENABLED) else {
-        return Ok(Outcome::Off);
+    let enabled = match fs::read_to_string(knobs.enabled) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Off),
+        Err(e) => return Err(format!("{}: {e}", knobs.enabled)),
     };
-    if now.contains("[never]") {
+    if enabled.contains("[never]") {
         return Ok(Outcome::Off);
     }
-    fs::write(ENABLED, "never").map_err(|e| format!("{ENABLED}: {e}"))?;
-    let own = kernel_min_free_kbytes(mem_kib);
-    let now = fs::read_to_string(MIN_FREE_KBYTES)
-        .map_err(|e| format!("{MIN_FREE_KBYTES}: {e}"))?
+    fs::write(knobs.enabled, "never").map_err(|e| format!("{}: {e}", knobs.enabled))?;
+    let path = knobs.min_free_kbytes;
+    let min_free = fs::read_to_string(path)
+        .map_err(|e| format!("{path}: {e}"))?
         .trim()
         .parse::<u64>()
-        .map_err(|e| format!("{MIN_FREE_KBYTES}: {e}"))?;
-    if now <= own {
+        .map_err(|e| format!("{path}: {e}"))?;
+    let own = kernel_min_free_kbytes(mem_kib);
+    if min_free <= own || sets_min_free(cmdline) {
         return Ok(Outcome::TurnedOff {
-            min_free: now,
+            min_free,
             raised: None,
         });
     }
-    fs::write(MIN_FREE_KBYTES, own.to_string()).map_err(|e| format!("{MIN_FREE_KBYTES}: {e}"))?;
+    fs::write(path, own.to_string()).map_err(|e| format!("{path}: {e}"))?;
     Ok(Outcome::TurnedOff {
         min_free: own,
-        raised: Some(now),
+        raised: Some(min_free),
     })
 }
 
@@ -101,7 +129,8 @@ mod tests {
 
     #[test]
     fn the_kernels_own_minimum() {
-        // 958 MiB of MemTotal: the kernel itself chose 3912 (a little less memory counted).
+        // 958 MiB of MemTotal: the kernel itself chose 3912 (it counts the memory above
+        // the watermarks, a little less).
         assert_eq!(kernel_min_free_kbytes(981_448), 3962);
         assert_eq!(kernel_min_free_kbytes(0), 128);
         assert_eq!(kernel_min_free_kbytes(1 << 40), 262_144);
@@ -121,6 +150,108 @@ mod tests {
             Outcome::Chosen("always".into()).to_string(),
             "transparent_hugepage=always (the kernel command line)"
         );
+    }
+
+    /// Files standing for the kernel's settings, in a temporary directory.
+    fn knobs(dir: &std::path::Path, enabled: &str, min_free: &str) -> (String, String) {
+        let (e, m) = (dir.join("enabled"), dir.join("min_free_kbytes"));
+        fs::write(&e, enabled).unwrap();
+        fs::write(&m, min_free).unwrap();
+        (e.display().to_string(), m.display().to_string())
+    }
+
+    #[test]
+    fn turned_off_and_the_memory_kept_free_given_back() {
+        let t = tempfile::tempdir().unwrap();
+        let (e, m) = knobs(t.path(), "[always] madvise never\n", "45056\n");
+        let k = Knobs {
+            enabled: &e,
+            min_free_kbytes: &m,
+        };
+        let o = setup(&k, "console=ttyS0", 981_448).unwrap();
+        assert_eq!(
+            o,
+            Outcome::TurnedOff {
+                min_free: 3962,
+                raised: Some(45056)
+            }
+        );
+        assert_eq!(fs::read_to_string(&e).unwrap(), "never");
+        assert_eq!(fs::read_to_string(&m).unwrap(), "3962");
+
+        // The kernel put it back itself: nothing more to write.
+        let (e, m) = knobs(t.path(), "always [madvise] never\n", "3823\n");
+        let k = Knobs {
+            enabled: &e,
+            min_free_kbytes: &m,
+        };
+        let o = setup(&k, "", 981_448).unwrap();
+        assert_eq!(
+            o,
+            Outcome::TurnedOff {
+                min_free: 3823,
+                raised: None
+            }
+        );
+        assert_eq!(fs::read_to_string(&m).unwrap(), "3823\n");
+    }
+
+    #[test]
+    fn the_users_choices_stay() {
+        let t = tempfile::tempdir().unwrap();
+        let (e, m) = knobs(t.path(), "[always] madvise never\n", "65536\n");
+        let k = Knobs {
+            enabled: &e,
+            min_free_kbytes: &m,
+        };
+        // The command line's own vm.min_free_kbytes stays; huge pages still go off.
+        let o = setup(&k, "sysctl.vm.min_free_kbytes=65536", 981_448).unwrap();
+        assert_eq!(
+            o,
+            Outcome::TurnedOff {
+                min_free: 65536,
+                raised: None
+            }
+        );
+        assert_eq!(fs::read_to_string(&m).unwrap(), "65536\n");
+        // transparent_hugepage= leaves both alone.
+        let (e, m) = knobs(t.path(), "[always] madvise never\n", "45056\n");
+        let k = Knobs {
+            enabled: &e,
+            min_free_kbytes: &m,
+        };
+        let o = setup(&k, "transparent_hugepage=always", 981_448).unwrap();
+        assert_eq!(o, Outcome::Chosen("always".into()));
+        assert_eq!(fs::read_to_string(&e).unwrap(), "[always] madvise never\n");
+        assert_eq!(fs::read_to_string(&m).unwrap(), "45056\n");
+    }
+
+    #[test]
+    fn a_kernel_without_them() {
+        let t = tempfile::tempdir().unwrap();
+        let missing = t.path().join("none").display().to_string();
+        let k = Knobs {
+            enabled: &missing,
+            min_free_kbytes: &missing,
+        };
+        assert_eq!(setup(&k, "", 981_448).unwrap(), Outcome::Off);
+        // Unreadable for another reason: said, not taken for "off".
+        let dir = t.path().display().to_string();
+        let k = Knobs {
+            enabled: &dir,
+            min_free_kbytes: &dir,
+        };
+        assert!(setup(&k, "", 981_448).unwrap_err().starts_with(&dir));
+    }
+
+    #[test]
+    fn the_command_line_sets_min_free() {
+        assert!(sets_min_free("quiet sysctl.vm.min_free_kbytes=65536"));
+        assert!(sets_min_free("sysctl/vm/min_free_kbytes=65536"));
+        assert!(sets_min_free("sysctl.vm/min_free_kbytes=1"));
+        assert!(!sets_min_free(
+            "sysctl.vm.swappiness=10 vm.min_free_kbytes=1"
+        ));
     }
 
     #[test]

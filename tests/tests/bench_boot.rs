@@ -61,8 +61,8 @@ fn bare_initrd(dir: &Path) -> PathBuf {
 /// Memory in use after ready, in MiB, from the guest's `/proc/meminfo`: `mem` as Debian's
 /// `free` (procps 4) counts it, MemTotal − MemAvailable (the memory kept free for the
 /// kernel's watermarks counts as in use); `short` as busybox's `free` counts it, MemTotal −
-/// MemFree − Buffers − Cached (the page cache, the tmpfs root with it, left out); swap in use
-/// (the zram swap init makes on small machines).
+/// MemFree − Buffers − Cached − SReclaimable (the page cache, the tmpfs root with it, and the
+/// reclaimable slab left out); swap in use (the zram swap init makes on small machines).
 #[derive(Clone, Copy, Debug)]
 struct Used {
     mem: u64,
@@ -82,7 +82,7 @@ impl Used {
                 .ok()
         };
         let total = kib("MemTotal:")?;
-        let cached = kib("Buffers:")? + kib("Cached:")?;
+        let cached = kib("Buffers:")? + kib("Cached:")? + kib("SReclaimable:")?;
         Some(Used {
             mem: total.saturating_sub(kib("MemAvailable:")?) >> 10,
             short: total.saturating_sub(kib("MemFree:")? + cached) >> 10,
@@ -173,7 +173,7 @@ fn boot_to_ready_against_the_bare_kernel() {
             "-m {mem}: {}",
             match (ready, used) {
                 (Some(s), Some(u)) => format!(
-                    "ready after {s:.1}s; {} MiB in use ({} without the page cache), {} MiB \
+                    "ready after {s:.1}s; {} MiB in use ({} as busybox counts it), {} MiB \
                      in zram swap",
                     u.mem, u.short, u.swap
                 ),
@@ -196,7 +196,8 @@ fn boot_to_ready_against_the_bare_kernel() {
     );
     println!(
         "| memory in use after ready (MemTotal − MemAvailable, as Debian's `free`) | {} MiB ({} \
-         without the page cache, as busybox's `free`) | | | small next to Debian's ~100 MiB |",
+         as busybox's `free` counts it, the page cache and reclaimable slab left out) | | | small \
+         next to Debian's ~100 MiB |",
         used.iter()
             .max_by_key(|u| u.mem)
             .map_or("?".into(), |u| u.mem.to_string()),
@@ -223,8 +224,8 @@ fn memory_in_use_is_counted_as_debians_free_counts_it() {
                    ros-init: INFO: a line of PID 1's\nMemAvailable:     714620 kB\n\
                    Buffers:            1024 kB\nCached:           261324 kB\n\
                    SwapCached:            0 kB\nSwapTotal:         65532 kB\n\
-                   SwapFree:          55292 kB\n";
+                   SwapFree:          55292 kB\nSReclaimable:      15504 kB\n";
     let u = Used::from_meminfo(meminfo).unwrap();
-    assert_eq!((u.mem, u.short, u.swap), (260, 122, 10));
+    assert_eq!((u.mem, u.short, u.swap), (260, 107, 10));
     assert!(Used::from_meminfo("MemTotal: 1 kB\n").is_none());
 }
