@@ -152,78 +152,56 @@ mod tests {
         );
     }
 
-    /// Files standing for the kernel's settings, in a temporary directory.
-    fn knobs(dir: &std::path::Path, enabled: &str, min_free: &str) -> (String, String) {
-        let (e, m) = (dir.join("enabled"), dir.join("min_free_kbytes"));
+    /// Runs the setup on a 958 MiB machine against files standing for the kernel's
+    /// settings (`enabled`, `min_free_kbytes`): its outcome, and the files' text after it.
+    fn run(enabled: &str, min_free: &str, cmdline: &str) -> (Outcome, String, String) {
+        let t = tempfile::tempdir().unwrap();
+        let (e, m) = (t.path().join("enabled"), t.path().join("min_free_kbytes"));
         fs::write(&e, enabled).unwrap();
         fs::write(&m, min_free).unwrap();
-        (e.display().to_string(), m.display().to_string())
+        let (e, m) = (e.display().to_string(), m.display().to_string());
+        let knobs = Knobs {
+            enabled: &e,
+            min_free_kbytes: &m,
+        };
+        let o = setup(&knobs, cmdline, 981_448).unwrap();
+        (
+            o,
+            fs::read_to_string(&e).unwrap(),
+            fs::read_to_string(&m).unwrap(),
+        )
+    }
+
+    fn off(min_free: u64, raised: Option<u64>) -> Outcome {
+        Outcome::TurnedOff { min_free, raised }
     }
 
     #[test]
     fn turned_off_and_the_memory_kept_free_given_back() {
-        let t = tempfile::tempdir().unwrap();
-        let (e, m) = knobs(t.path(), "[always] madvise never\n", "45056\n");
-        let k = Knobs {
-            enabled: &e,
-            min_free_kbytes: &m,
-        };
-        let o = setup(&k, "console=ttyS0", 981_448).unwrap();
+        let always = "[always] madvise never\n";
         assert_eq!(
-            o,
-            Outcome::TurnedOff {
-                min_free: 3962,
-                raised: Some(45056)
-            }
+            run(always, "45056\n", "console=ttyS0"),
+            (off(3962, Some(45056)), "never".into(), "3962".into())
         );
-        assert_eq!(fs::read_to_string(&e).unwrap(), "never");
-        assert_eq!(fs::read_to_string(&m).unwrap(), "3962");
-
         // The kernel put it back itself: nothing more to write.
-        let (e, m) = knobs(t.path(), "always [madvise] never\n", "3823\n");
-        let k = Knobs {
-            enabled: &e,
-            min_free_kbytes: &m,
-        };
-        let o = setup(&k, "", 981_448).unwrap();
         assert_eq!(
-            o,
-            Outcome::TurnedOff {
-                min_free: 3823,
-                raised: None
-            }
+            run("always [madvise] never\n", "3823\n", ""),
+            (off(3823, None), "never".into(), "3823\n".into())
         );
-        assert_eq!(fs::read_to_string(&m).unwrap(), "3823\n");
-    }
-
-    #[test]
-    fn the_users_choices_stay() {
-        let t = tempfile::tempdir().unwrap();
-        let (e, m) = knobs(t.path(), "[always] madvise never\n", "65536\n");
-        let k = Knobs {
-            enabled: &e,
-            min_free_kbytes: &m,
-        };
         // The command line's own vm.min_free_kbytes stays; huge pages still go off.
-        let o = setup(&k, "sysctl.vm.min_free_kbytes=65536", 981_448).unwrap();
         assert_eq!(
-            o,
-            Outcome::TurnedOff {
-                min_free: 65536,
-                raised: None
-            }
+            run(always, "65536\n", "sysctl.vm.min_free_kbytes=65536"),
+            (off(65536, None), "never".into(), "65536\n".into())
         );
-        assert_eq!(fs::read_to_string(&m).unwrap(), "65536\n");
         // transparent_hugepage= leaves both alone.
-        let (e, m) = knobs(t.path(), "[always] madvise never\n", "45056\n");
-        let k = Knobs {
-            enabled: &e,
-            min_free_kbytes: &m,
-        };
-        let o = setup(&k, "transparent_hugepage=always", 981_448).unwrap();
-        assert_eq!(o, Outcome::Chosen("always".into()));
-        assert_eq!(fs::read_to_string(&e).unwrap(), "[always] madvise never\n");
-        assert_eq!(fs::read_to_string(&m).unwrap(), "45056\n");
+        assert_eq!(
+            run(always, "45056\n", "transparent_hugepage=always"),
+            (
+                Outcome::Chosen("always".into()),
+                always.into(),
+                "45056\n".into()
+            )
+        );
     }
 
     #[test]
